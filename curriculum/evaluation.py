@@ -1,0 +1,476 @@
+"""Benchmark evaluation: avg@k with an interval over problems, pass@k and majority vote, per bucket.
+
+One fixed harness (the training prompt template, the training verifier, seeded sampling, benchmarks in
+file order) so numbers from different runs can be compared. Single samples of 30 problems move by 15-20
+points between neighbouring checkpoints; we average k samples per problem and report how uncertain the
+average still is. Samples of one problem are correlated, so the interval is a bootstrap over *problems*
+(each resampled problem brings all its k samples), not a binomial over all samples, which would be too
+narrow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from curriculum.prompts import DEFAULT_TEMPLATE, PromptTemplate
+
+BENCHMARKS = ("aime24", "amc23", "math500", "gsm8k", "minerva", "olympiadbench")
+# Fallback file names under <data dir>/eval/ when curriculum.data.load_benchmark is not available.
+_BENCHMARK_FILES = {
+    "aime24": "aime24.jsonl",
+    "amc23": "amc23.jsonl",
+    "math500": "math500.jsonl",
+    "gsm8k": "gsm8k_test.jsonl",
+    "minerva": "minerva_math.jsonl",
+    "olympiadbench": "olympiadbench.jsonl",
+}
+DEFAULT_RESAMPLES = 2000
+HELDOUT = "heldout"
+
+
+class EvaluationError(ValueError):
+    """Bad evaluation input (unknown benchmark, missing file or column): one clear message for the CLI."""
+
+
+# --------------------------------------------------------------------------------------------------
+# statistics
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a two-sided interval at `confidence`."""
+
+    mean: float
+    low: float
+    high: float
+    confidence: float
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "ci_low": self.low, "ci_high": self.high}
+
+
+def bootstrap_interval(
+    values: Sequence[float], *, confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+) -> Interval:
+    """Percentile bootstrap interval of the mean of per-problem values (resampling problems).
+
+    `values` holds one number per problem (e.g. its fraction of correct samples), so the k samples of a
+    problem travel together and their correlation widens the interval as it should.
+    """
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return Interval(math.nan, math.nan, math.nan, confidence)
+    means = _bootstrap_means(data, resamples, seed)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return Interval(float(data.mean()), float(low), float(high), confidence)
+
+
+def _bootstrap_means(data: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
+
+
+def clustered_interval(correct: Sequence[int], n: int | Sequence[int], *, confidence: float = 0.95) -> Interval:
+    """Normal interval for avg@k with the standard error of per-problem means (problems are the clusters).
+
+    With `correct[i]` passes out of `n` samples for problem i, the estimate is the mean of c_i / n and its
+    standard error is sd(c_i / n) / sqrt(#problems): k samples of one problem count as one observation of
+    that problem's pass rate, not as k independent ones. Clipped to [0, 1].
+    """
+    from scipy.stats import norm
+
+    counts = np.asarray(correct, dtype=float)
+    totals = np.broadcast_to(np.asarray(n, dtype=float), counts.shape)
+    if counts.size == 0:
+        return Interval(math.nan, math.nan, math.nan, confidence)
+    rates = counts / totals
+    mean = float(rates.mean())
+    if counts.size < 2:
+        return Interval(mean, 0.0, 1.0, confidence)
+    stderr = float(rates.std(ddof=1) / math.sqrt(counts.size))
+    z = float(norm.ppf(0.5 + confidence / 2.0))
+    return Interval(mean, max(0.0, mean - z * stderr), min(1.0, mean + z * stderr), confidence)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased estimate of pass@k from n samples with c correct (Chen et al. 2021, eq. 1).
+
+    1 - C(n - c, k) / C(n, k), computed as a running product so large n does not overflow.
+    """
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def pass_k_values(samples: int) -> list[int]:
+    """The k for which pass@k is reported: powers of two up to `samples`, and `samples` itself."""
+    values = [2**i for i in range(int(math.log2(samples)) + 1)] if samples >= 1 else []
+    if samples not in values:
+        values.append(samples)
+    return values
+
+
+def normalize_answer(answer: str) -> str:
+    """Key used to group equal extracted answers for majority voting (whitespace and `$` are cosmetic)."""
+    return "".join(answer.split()).strip("$").rstrip(".")
+
+
+def majority_vote(predicted: Sequence[str | None], correct: Sequence[bool]) -> bool:
+    """maj@k for one problem: is the most common extracted answer a correct one?
+
+    Samples without an answer do not vote; ties go to the answer seen first, so the vote is deterministic.
+    """
+    keys = [normalize_answer(p) if p else None for p in predicted]
+    votes = Counter(key for key in keys if key)
+    if not votes:
+        return False
+    best = max(votes.values())
+    winner = next(key for key in keys if key and votes[key] == best)
+    return any(ok for key, ok in zip(keys, correct, strict=True) if key == winner)
+
+
+def paired_bootstrap_difference(
+    a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> dict:
+    """Mean of a - b over the same problems with a paired bootstrap interval (problems resampled jointly).
+
+    Returns mean, ci_low, ci_high, p_value (two-sided bootstrap: twice the smaller tail share beyond 0) and
+    `significant` (the interval excludes 0).
+    """
+    first, second = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if first.shape != second.shape:
+        raise ValueError(f"paired bootstrap needs the same problems on both sides, got {first.size} and {second.size}")
+    diff = first - second
+    if diff.size == 0:
+        return {"mean": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan,
+                "significant": False, "n_problems": 0}
+    interval = bootstrap_interval(diff, confidence=confidence, resamples=resamples, seed=seed)
+    means = _bootstrap_means(diff, resamples, seed)
+    p_value = float(min(1.0, 2.0 * min((means <= 0).mean(), (means >= 0).mean())))
+    significant = bool(interval.low > 0 or interval.high < 0)
+    return {**interval.to_dict(), "p_value": p_value, "significant": significant, "n_problems": int(diff.size)}
+
+
+def summarize(
+    correct: np.ndarray, predicted: Sequence[Sequence[str | None]], *, confidence: float = 0.95,
+    resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+) -> dict:
+    """Metrics of one problem set from a (problems x k) boolean matrix and the extracted answers."""
+    correct = np.asarray(correct, dtype=bool)
+    problems, k = correct.shape
+    counts = correct.sum(axis=1)
+    rates = counts / k if k else np.zeros(problems)
+    avg = bootstrap_interval(rates, confidence=confidence, resamples=resamples, seed=seed)
+    clustered = clustered_interval(counts, k, confidence=confidence) if k else None
+    result: dict = {
+        "n_problems": int(problems),
+        "k": int(k),
+        "n_samples": int(problems * k),
+        "n_correct": int(counts.sum()),
+        "avg_at_k": avg.to_dict(),
+        "avg_at_k_clustered_normal": clustered.to_dict() if clustered else None,
+        "pass_at_k": {},
+    }
+    for j in pass_k_values(k) if problems and k else []:
+        per_problem = [pass_at_k(k, int(c), j) for c in counts]
+        result["pass_at_k"][str(j)] = bootstrap_interval(
+            per_problem, confidence=confidence, resamples=resamples, seed=seed
+        ).to_dict()
+    if k > 1 and problems:
+        votes = [majority_vote(p, c) for p, c in zip(predicted, correct.tolist(), strict=True)]
+        result["maj_at_k"] = bootstrap_interval(
+            np.asarray(votes, dtype=float), confidence=confidence, resamples=resamples, seed=seed
+        ).to_dict()
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# problem sets
+
+
+def default_data_dir() -> Path:
+    """CURRICULUM_DATA_DIR, else ../shared/data beside the working directory's repository."""
+    if os.environ.get("CURRICULUM_DATA_DIR"):
+        return Path(os.environ["CURRICULUM_DATA_DIR"])
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def load_eval_set(name: str, *, data_dir: str | Path | None = None, limit: int | None = None):
+    """A benchmark by name (aime24, amc23, math500, gsm8k, minerva, olympiadbench) or a problems file.
+
+    Returns a DataFrame with `id`, `problem`, `answer` (and `bucket` when the file has one), the first
+    `limit` rows in file order, so the same slice is evaluated every time.
+    """
+    import pandas as pd
+
+    path = Path(name)
+    if name not in BENCHMARKS and path.suffix in {".parquet", ".jsonl", ".json"}:
+        if not path.is_file():
+            raise EvaluationError(f"benchmark file {path} does not exist")
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_json(path, lines=path.suffix == ".jsonl")
+        label = path.stem
+    elif name in BENCHMARKS:
+        frame = _load_benchmark(name, data_dir)
+        label = name
+    else:
+        raise EvaluationError(
+            f"unknown benchmark {name!r}: expected one of {', '.join(BENCHMARKS)} or a .parquet/.jsonl problems file"
+        )
+    return _check_problems(frame, label, limit)
+
+
+def load_heldout(buckets_dir: str | Path, *, split: str | None = None, limit: int | None = None):
+    """The problems of a buckets dataset (`curriculum build` output) with their `bucket` column.
+
+    A DatasetDict uses `split` (default: `test` when present); a plain Dataset is used whole.
+    """
+    from datasets import DatasetDict, load_from_disk
+
+    buckets_dir = Path(buckets_dir)
+    if not buckets_dir.exists():
+        raise EvaluationError(f"buckets directory {buckets_dir} does not exist")
+    dataset = load_from_disk(str(buckets_dir))
+    if isinstance(dataset, DatasetDict):
+        chosen = split or ("test" if "test" in dataset else None)
+        if chosen not in dataset:
+            raise EvaluationError(
+                f"{buckets_dir} has splits {sorted(dataset)}; choose one with --buckets-split"
+            )
+        dataset = dataset[chosen]
+    elif split:
+        raise EvaluationError(f"{buckets_dir} is a single dataset without splits; drop --buckets-split {split}")
+    frame = dataset.to_pandas()
+    if "bucket" not in frame.columns:
+        raise EvaluationError(f"{buckets_dir} has no `bucket` column; is it a `curriculum build` output?")
+    return _check_problems(frame, str(buckets_dir), limit)
+
+
+def _load_benchmark(name: str, data_dir: str | Path | None):
+    try:
+        from curriculum.data import load_benchmark
+    except ImportError:
+        load_benchmark = None
+    if load_benchmark is not None:
+        try:
+            return load_benchmark(name, data_dir=data_dir)
+        except (FileNotFoundError, KeyError, ValueError) as error:
+            raise EvaluationError(f"cannot load benchmark {name!r}: {error}") from error
+    import pandas as pd
+
+    path = Path(data_dir or default_data_dir()) / "eval" / _BENCHMARK_FILES[name]
+    if not path.is_file():
+        raise EvaluationError(f"benchmark {name!r} not found at {path}; set --data-dir or CURRICULUM_DATA_DIR")
+    frame = pd.read_json(path, lines=True, dtype=False)
+    frame["answer"] = frame["answer"].astype(str)
+    return frame
+
+
+def _check_problems(frame, label: str, limit: int | None):
+    missing = {"problem", "answer"} - set(frame.columns)
+    if missing:
+        raise EvaluationError(f"{label}: missing column(s) {sorted(missing)}")
+    frame = frame.reset_index(drop=True)
+    if "id" not in frame.columns:
+        frame["id"] = [f"{Path(label).stem}-{i}" for i in range(len(frame))]
+    if limit is not None:
+        if limit < 1:
+            raise EvaluationError(f"--limit must be at least 1, got {limit}")
+        frame = frame.head(limit)
+    for row, value in enumerate(frame["answer"]):
+        if value is None or str(value).strip() == "":
+            raise EvaluationError(f"{label}: row {row} (id {frame['id'][row]}) has an empty answer")
+    frame["id"] = frame["id"].astype(str)
+    frame["answer"] = frame["answer"].astype(str)
+    return frame
+
+
+# --------------------------------------------------------------------------------------------------
+# the harness
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Everything that defines the numbers: written into the JSON so runs can be compared."""
+
+    samples: int = 4
+    limit: int | None = None
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_tokens: int = 512
+    seed: int = 0
+    confidence: float = 0.95
+    resamples: int = DEFAULT_RESAMPLES
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise EvaluationError(f"samples must be at least 1, got {self.samples}")
+        if self.samples > 1 and self.temperature <= 0:
+            raise EvaluationError("samples > 1 with temperature 0 would repeat one greedy answer; raise temperature")
+        if self.max_tokens < 1:
+            raise EvaluationError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if not 0 < self.confidence < 1:
+            raise EvaluationError(f"confidence must be in (0, 1), got {self.confidence}")
+
+
+def evaluate(
+    model: str,
+    benchmarks: Sequence[str] = ("gsm8k",),
+    *,
+    settings: EvalSettings = EvalSettings(),
+    engine: str = "hf",
+    engine_options: dict | None = None,
+    buckets: str | Path | None = None,
+    buckets_split: str | None = None,
+    data_dir: str | Path | None = None,
+    template: PromptTemplate = DEFAULT_TEMPLATE,
+    samples_path: str | Path | None = None,
+    on_benchmark: Callable[[str, int], None] | None = None,
+) -> dict:
+    """Evaluate `model` on `benchmarks` (and the held-out split of `buckets`, per bucket); return the JSON dict.
+
+    Every benchmark is generated with the same Sampling (seeded) and checked with `curriculum.verify`, the
+    verifier the training reward uses. `samples_path`, when given, receives one JSON line per completion.
+    `on_benchmark(name, n_problems)` is called before each set (the CLI prints it).
+    """
+    from curriculum.models import model_label, resolve_model
+    from curriculum.rollout import get_engine
+    from curriculum.rollout.base import Sampling
+
+    sets = {name: load_eval_set(name, data_dir=data_dir, limit=settings.limit) for name in benchmarks}
+    if buckets is not None:
+        sets[HELDOUT] = load_heldout(buckets, split=buckets_split, limit=settings.limit)
+    if not sets:
+        raise EvaluationError("nothing to evaluate: give --benchmarks and/or --buckets")
+
+    sampling = Sampling(
+        temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_tokens, seed=settings.seed
+    )
+    started = time.perf_counter()
+    runner = get_engine(engine, resolve_model(model), **(engine_options or {}))
+    results: dict[str, dict] = {}
+    sample_file = _open_samples(samples_path)
+    try:
+        for name, frame in sets.items():
+            if on_benchmark:
+                on_benchmark(name, len(frame))
+            results[name] = _evaluate_set(runner, name, frame, sampling, settings, template, sample_file)
+    finally:
+        runner.close()
+        if sample_file:
+            sample_file.close()
+    return {
+        "model": model_label(model),
+        "model_spec": model,
+        "engine": engine,
+        "sampling": sampling.to_dict(),
+        "k": settings.samples,
+        "limit": settings.limit,
+        "seed": settings.seed,
+        "template": {"system": template.system, "instruction": template.instruction},
+        "interval": {
+            "method": "percentile bootstrap over problems",
+            "confidence": settings.confidence,
+            "resamples": settings.resamples,
+        },
+        "benchmarks": results,
+        "timing": {"wall_s": round(time.perf_counter() - started, 2)},
+    }
+
+
+def _evaluate_set(runner, name, frame, sampling, settings: EvalSettings, template, sample_file) -> dict:
+    from curriculum.verify import check_batch
+
+    prompts = [template.messages(problem) for problem in frame["problem"]]
+    completions = runner.generate(prompts, settings.samples, sampling)
+    k = settings.samples
+    if len(completions) != len(frame) or any(len(group) != k for group in completions):
+        raise RuntimeError(f"engine returned {len(completions)} groups for {len(frame)} prompts (expected {k} each)")
+    texts = [c.text for group in completions for c in group]
+    golds = [answer for answer in frame["answer"] for _ in range(k)]
+    verdicts = check_batch(texts, golds)
+    correct = np.array([v.correct for v in verdicts], dtype=bool).reshape(len(frame), k)
+    predicted = [[v.predicted for v in verdicts[i * k:(i + 1) * k]] for i in range(len(frame))]
+    tokens = np.array([c.num_tokens for group in completions for c in group], dtype=float)
+    truncated = np.array([c.truncated for group in completions for c in group], dtype=bool)
+    statuses = Counter(v.status for v in verdicts)
+
+    seed = settings.seed
+    result = summarize(correct, predicted, confidence=settings.confidence, resamples=settings.resamples, seed=seed)
+    result["mean_tokens"] = float(tokens.mean()) if tokens.size else math.nan
+    result["truncated_frac"] = float(truncated.mean()) if truncated.size else math.nan
+    result["statuses"] = dict(sorted(statuses.items()))
+    result["problems"] = {"id": frame["id"].tolist(), "correct": correct.sum(axis=1).astype(int).tolist()}
+    if "bucket" in frame.columns:
+        result["per_bucket"] = {}
+        buckets = frame["bucket"].to_numpy()
+        for bucket in sorted(set(buckets.tolist())):
+            rows = np.flatnonzero(buckets == bucket)
+            result["per_bucket"][str(bucket)] = summarize(
+                correct[rows], [predicted[i] for i in rows], confidence=settings.confidence,
+                resamples=settings.resamples, seed=seed,
+            )
+    if sample_file:
+        for i, group in enumerate(completions):
+            for j, completion in enumerate(group):
+                verdict = verdicts[i * k + j]
+                record = {
+                    "benchmark": name, "id": frame["id"][i], "sample": j, "answer": frame["answer"][i],
+                    "predicted": verdict.predicted, "status": verdict.status, "num_tokens": completion.num_tokens,
+                    "finish_reason": completion.finish_reason, "text": completion.text,
+                }
+                sample_file.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return result
+
+
+def _open_samples(path: str | Path | None):
+    if path is None:
+        return None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("w", encoding="utf-8")
+
+
+def samples_path_for(out: str | Path) -> Path:
+    """Where the per-completion side file of an eval JSON goes: eval.json -> eval.samples.jsonl."""
+    out = Path(out)
+    return out.with_name(out.stem + ".samples.jsonl")
+
+
+def write_eval(result: dict, out: str | Path) -> Path:
+    """Write the eval JSON atomically (a crash never leaves a half file that looks complete)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = out.with_name(out.name + ".tmp")
+    scratch.write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
+    scratch.replace(out)
+    return out
+
+
+def read_eval(path: str | Path) -> dict:
+    """Read an eval JSON written by `write_eval`, with one clear error when it is not one."""
+    path = Path(path)
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise EvaluationError(f"cannot read eval results {path}: {error}") from error
+    if not isinstance(result, dict) or "benchmarks" not in result:
+        raise EvaluationError(f"{path} is not a `curriculum eval` result (no `benchmarks` field)")
+    return result
+
+
+def headline(result: dict) -> list[tuple[str, dict]]:
+    """(benchmark, metrics) pairs in file order: what the CLI prints and the report tabulates."""
+    return list(result.get("benchmarks", {}).items())

@@ -24,15 +24,6 @@ import numpy as np
 from curriculum.prompts import DEFAULT_TEMPLATE, PromptTemplate
 
 BENCHMARKS = ("aime24", "amc23", "math500", "gsm8k", "minerva", "olympiadbench")
-# Fallback file names under <data dir>/eval/ when curriculum.data.load_benchmark is not available.
-_BENCHMARK_FILES = {
-    "aime24": "aime24.jsonl",
-    "amc23": "amc23.jsonl",
-    "math500": "math500.jsonl",
-    "gsm8k": "gsm8k_test.jsonl",
-    "minerva": "minerva_math.jsonl",
-    "olympiadbench": "olympiadbench.jsonl",
-}
 DEFAULT_RESAMPLES = 2000
 HELDOUT = "heldout"
 
@@ -201,11 +192,12 @@ def summarize(
 # problem sets
 
 
-def default_data_dir() -> Path:
-    """CURRICULUM_DATA_DIR, else ../shared/data beside the working directory's repository."""
+def default_data_dir() -> Path | None:
+    """$CURRICULUM_DATA_DIR, else the shared data directory beside the repository when present, else None (hub)."""
     if os.environ.get("CURRICULUM_DATA_DIR"):
         return Path(os.environ["CURRICULUM_DATA_DIR"])
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
+    beside = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return beside if (beside / "eval").is_dir() else None
 
 
 def load_eval_set(name: str, *, data_dir: str | Path | None = None, limit: int | None = None):
@@ -259,23 +251,12 @@ def load_heldout(buckets_dir: str | Path, *, split: str | None = None, limit: in
 
 
 def _load_benchmark(name: str, data_dir: str | Path | None):
-    try:
-        from curriculum.data import load_benchmark
-    except ImportError:
-        load_benchmark = None
-    if load_benchmark is not None:
-        try:
-            return load_benchmark(name, data_dir=data_dir)
-        except (FileNotFoundError, KeyError, ValueError) as error:
-            raise EvaluationError(f"cannot load benchmark {name!r}: {error}") from error
-    import pandas as pd
+    from curriculum.data import load_benchmark
 
-    path = Path(data_dir or default_data_dir()) / "eval" / _BENCHMARK_FILES[name]
-    if not path.is_file():
-        raise EvaluationError(f"benchmark {name!r} not found at {path}; set --data-dir or CURRICULUM_DATA_DIR")
-    frame = pd.read_json(path, lines=True, dtype=False)
-    frame["answer"] = frame["answer"].astype(str)
-    return frame
+    try:
+        return load_benchmark(name, data_dir=data_dir or default_data_dir())
+    except (OSError, ValueError) as error:
+        raise EvaluationError(f"cannot load benchmark {name!r}: {error}") from error
 
 
 def _check_problems(frame, label: str, limit: int | None):
@@ -346,7 +327,6 @@ def evaluate(
     `on_benchmark(name, n_problems)` is called before each set (the CLI prints it).
     """
     from curriculum.models import model_label, resolve_model
-    from curriculum.rollout import get_engine
     from curriculum.rollout.base import Sampling
 
     sets = {name: load_eval_set(name, data_dir=data_dir, limit=settings.limit) for name in benchmarks}
@@ -358,6 +338,8 @@ def evaluate(
     sampling = Sampling(
         temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_tokens, seed=settings.seed
     )
+    from curriculum.rollout import get_engine
+
     started = time.perf_counter()
     runner = get_engine(engine, resolve_model(model), **(engine_options or {}))
     results: dict[str, dict] = {}

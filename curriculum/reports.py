@@ -373,7 +373,7 @@ def _smooth(values: list[float], window: int) -> list[float]:
 def _line(ax, steps, values, label, color=None, smooth=True):
     if not steps:
         return
-    window = max(1, len(values) // 15)
+    window = len(values) // 15 if len(values) >= 45 else 1
     if smooth and window > 1:
         (raw,) = ax.plot(steps, values, alpha=0.25, color=color)
         ax.plot(steps, _smooth(values, window), label=f"{label} (mean of {window})", color=raw.get_color())
@@ -398,7 +398,7 @@ def plot_rewards(metrics: list[dict], path: Path) -> Path | None:
     for key in main:
         _line(ax, *series(metrics, key), label=key)
     ax.set_xlabel("training step")
-    ax.set_ylabel("mean reward (accuracy for the correctness reward)")
+    ax.set_ylabel("mean reward")
     ax.set_title("Training reward")
     ax.legend(fontsize=8)
     if per_bucket:
@@ -406,7 +406,7 @@ def plot_rewards(metrics: list[dict], path: Path) -> Path | None:
         for (bucket, key), color in zip(per_bucket, _bucket_colors(len(per_bucket)), strict=True):
             _line(ax, *series(metrics, key), label=f"bucket {bucket}", color=color)
         ax.set_xlabel("training step")
-        ax.set_ylabel("mean reward of groups drawn from the bucket")
+        ax.set_ylabel("mean reward of its groups")
         ax.set_title("Reward per bucket (online accuracy)")
         ax.legend(fontsize=8)
     return _save(fig, path)
@@ -462,7 +462,7 @@ def plot_eval(evals: dict[str, dict], path: Path, *, metric: str = "avg_at_k", t
         return None
     names = list(dict.fromkeys(name for result in evals.values() for name in result["benchmarks"]))
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(names) * max(1, len(evals)) / 2 + 2), 3.8))
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.9 * len(names) * len(evals) + 2), 3.8))
     width = 0.8 / len(evals)
     colors = ["#8c8c8c", "#4c72b0", "#55a868", "#dd8452", "#c44e52", "#8172b3"]
     for j, (label, result) in enumerate(evals.items()):
@@ -476,14 +476,16 @@ def plot_eval(evals: dict[str, dict], path: Path, *, metric: str = "avg_at_k", t
             lows.append(100 * (value["mean"] - value["ci_low"]))
             highs.append(100 * (value["ci_high"] - value["mean"]))
         k = result.get("k")
-        bars = ax.bar(xs, means, width=width * 0.95, yerr=[lows, highs], capsize=4, color=colors[j % len(colors)],
-                      label=f"{label} (k={k})" if k else label)
-        ax.bar_label(bars, fmt="%.1f", padding=2, fontsize=8)
+        ax.bar(xs, means, width=width * 0.95, yerr=[lows, highs], capsize=4, color=colors[j % len(colors)],
+               label=f"{label} (k={k})" if k else label)
+        for x, mean, high in zip(xs, means, highs, strict=True):
+            ax.annotate(f"{mean:.1f}", (x, mean + high), xytext=(0, 3), textcoords="offset points", ha="center",
+                        fontsize=8)
     ax.set_xticks(range(len(names)), names)
-    ax.set_ylabel(f"{metric.replace('_at_', '@')} (%)")
-    ax.set_ylim(0, min(100, max(5, ax.get_ylim()[1] * 1.1)))
-    ax.set_title(title or "Evaluation (bars: mean; whiskers: 95% bootstrap interval over problems)")
-    ax.legend(fontsize=8)
+    ax.set_ylabel(f"{metric.replace('_at_', '@')} (%), 95% CI")
+    ax.set_ylim(0, min(105, max(5, ax.get_ylim()[1] * 1.12)))
+    ax.set_title(title or "Evaluation: mean and 95% bootstrap interval over problems", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
     return _save(fig, path)
 
 

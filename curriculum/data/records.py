@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 PROBLEM_COLUMNS = ("id", "problem", "answer", "source")
 
 # LaTeX spacing and sizing commands that change how a problem looks but not what it asks.
-_LATEX_NOISE = re.compile(r"\\(?:[,;:! ]|quad|qquad|left|right|displaystyle|textstyle)(?![a-zA-Z])")
+_LATEX_NOISE = re.compile(r"\\(?:[,;:! ]|(?:quad|qquad|left|right|displaystyle|textstyle)(?![a-zA-Z]))")
 _WHITESPACE = re.compile(r"\s+")
 
 

@@ -1,0 +1,261 @@
+"""The curriculum sampler TRL's GRPO trainer draws prompts from.
+
+It keeps the structure of TRL's `RepeatSampler`: prompts come in chunks of `batch_size` distinct problems
+(one generation batch), each problem repeated `mini_repeat_count` (= num_generations) times in a row, and
+each chunk repeated `repeat_count` (= num_iterations × steps_per_generation) times; every process holds an
+identical copy, so all ranks see the same order. What differs is which problems form a chunk: they are
+drawn lazily, when the trainer asks for the chunk, from the schedule's weights at the current progress
+and, with online difficulty, from the current pass-rate estimates (problems re-bucketed as the model
+learns, groups likely to be all-pass or all-fail weighted down, certainly solved ones optionally skipped).
+
+A pass over the sampler holds as many chunks as RepeatSampler would (one "epoch" to the trainer). The
+chunks drawn in the current pass are part of the state, so after `load_state_dict` the trainer's own
+skipping of already-seen batches on resume replays them exactly, and the draws that follow continue from
+the saved random state: a resumed run sees the same prompts as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from curriculum.difficulty import OnlineDifficulty
+from curriculum.schedules import Schedule, get_schedule
+
+STATE_VERSION = 1
+
+
+class CurriculumSampler:
+    """Indices into the buckets dataset, in TRL's repeat structure, drawn by a curriculum schedule.
+
+    Args:
+        buckets: bucket of each problem (0 = easiest), as written by `curriculum build`.
+        pass_rates: scored pass rate of each problem.
+        mini_repeat_count: how many times each index repeats in a row (TRL: num_generations).
+        batch_size: distinct problems per chunk (TRL: generation_batch_size // num_generations).
+        repeat_count: how many times each chunk repeats (TRL: num_iterations × steps_per_generation).
+        schedule: a `Schedule` or a registered name (see `curriculum.schedules`).
+        schedule_options: options for a schedule given by name.
+        seed: seed of the sampler's own random generator (the same on every process).
+        progress: returns training progress in [0, 1] when a chunk is drawn; by default the share of
+            `total_chunks` drawn so far (0 if not given).
+        difficulty: online per-problem posteriors; None samples from the scored buckets as they are.
+        skip_solved: with online difficulty, never draw problems whose groups are almost surely all-pass.
+        solved_threshold: "almost surely": the posterior chance that a whole group passes.
+        min_preference: floor of a problem's within-bucket weight (its chance of a useful group), so
+            that no problem is starved on a possibly stale estimate.
+    """
+
+    def __init__(self, buckets: Sequence[int], pass_rates: Sequence[float], *, mini_repeat_count: int,
+                 batch_size: int = 1, repeat_count: int = 1, schedule: Schedule | str = "linear",
+                 schedule_options: dict | None = None, seed: int = 0,
+                 progress: Callable[[], float] | None = None, total_chunks: int | None = None,
+                 difficulty: OnlineDifficulty | None = None, skip_solved: bool = False,
+                 solved_threshold: float = 0.9, min_preference: float = 0.05, sharpness: float = 1.0):
+        self.buckets = np.asarray(buckets, dtype=np.int64)
+        self.pass_rates = np.asarray(pass_rates, dtype=float)
+        if self.buckets.ndim != 1 or len(self.buckets) != len(self.pass_rates) or len(self.buckets) == 0:
+            raise ValueError("buckets and pass_rates must be non-empty lists of the same length")
+        if (self.buckets < 0).any():
+            raise ValueError("bucket numbers must be >= 0")
+        if min(mini_repeat_count, batch_size, repeat_count) < 1:
+            raise ValueError("mini_repeat_count, batch_size and repeat_count must be >= 1")
+        if batch_size > len(self.buckets):
+            raise ValueError(f"a chunk needs {batch_size} distinct problems but the dataset has {len(self.buckets)}")
+        if difficulty is not None and len(difficulty) != len(self.buckets):
+            raise ValueError("online difficulty must cover exactly the dataset's problems")
+        if skip_solved and difficulty is None:
+            raise ValueError("skip_solved needs online difficulty estimates")
+        self.num_buckets = int(self.buckets.max()) + 1
+        self.mini_repeat_count = mini_repeat_count
+        self.batch_size = batch_size
+        self.repeat_count = repeat_count
+        self.schedule = schedule if isinstance(schedule, Schedule) else get_schedule(
+            schedule, **(schedule_options or {}))
+        self.seed = seed
+        self.difficulty = difficulty
+        self.skip_solved = skip_solved
+        self.solved_threshold = solved_threshold
+        self.min_preference = min_preference
+        self.sharpness = sharpness
+        self.chunks_per_pass = len(self.buckets) // batch_size
+        self.total_chunks = total_chunks
+        self._progress = progress
+        # Edges on the scale of the estimates (the prior shrinks toward 1/2), so nothing moves before evidence.
+        self._edges = _bucket_edges(self.buckets, self.current_pass_rates(), self.num_buckets)
+        self._rng = np.random.default_rng(seed)
+        self._pass: list[list[int]] = []  # chunks drawn in the current pass
+        self._replay = False  # set by load_state_dict: the next pass first replays self._pass
+        self.chunks_drawn = 0
+
+    @classmethod
+    def from_dataset(cls, dataset, *, online_difficulty: bool = True, prior_strength: float = 8.0,
+                     decay: float = 1.0, **kwargs) -> CurriculumSampler:
+        """Build from a buckets dataset (columns `bucket`, `pass_rate`, and `n` if present)."""
+        missing = {"bucket", "pass_rate"} - set(dataset.column_names)
+        if missing:
+            raise ValueError(f"the training dataset lacks the column(s) {sorted(missing)}: "
+                             "train on the output of `curriculum build`")
+        pass_rates = dataset["pass_rate"]
+        difficulty = None
+        if online_difficulty:
+            trials = dataset["n"] if "n" in dataset.column_names else None
+            difficulty = OnlineDifficulty(pass_rates, trials, prior_strength=prior_strength, decay=decay)
+        return cls(dataset["bucket"], pass_rates, difficulty=difficulty, **kwargs)
+
+    def __len__(self) -> int:
+        return self.chunks_per_pass * self.batch_size * self.mini_repeat_count * self.repeat_count
+
+    def __iter__(self) -> Iterator[int]:
+        replay = self._pass if self._replay else []
+        self._replay = False
+        self._pass = []
+        for position in range(self.chunks_per_pass):
+            chunk = replay[position] if position < len(replay) else self._draw_chunk()
+            self._pass.append(chunk)
+            for _ in range(self.repeat_count):
+                for index in chunk:
+                    for _ in range(self.mini_repeat_count):
+                        yield index
+
+    # What the schedule sees.
+
+    def progress(self) -> float:
+        if self._progress is not None:
+            return float(min(1.0, max(0.0, self._progress())))
+        return min(1.0, self.chunks_drawn / self.total_chunks) if self.total_chunks else 0.0
+
+    def current_pass_rates(self) -> np.ndarray:
+        return self.difficulty.mean() if self.difficulty is not None else self.pass_rates
+
+    def current_buckets(self) -> np.ndarray:
+        """Static buckets, or with online difficulty the bucket each estimate falls in now (same edges)."""
+        if self.difficulty is None:
+            return self.buckets
+        return _rebucket(self.difficulty.mean(), self._edges)
+
+    def preference(self) -> np.ndarray:
+        """Within-bucket weight of each problem: 1, or its chance of a non-zero advantage (0 = skipped)."""
+        if self.difficulty is None:
+            return np.ones(len(self.buckets))
+        group = self.mini_repeat_count
+        preference = np.maximum(self.difficulty.informativeness(group) ** self.sharpness, self.min_preference)
+        if self.skip_solved:
+            solved = self.difficulty.all_pass_probability(group) >= self.solved_threshold
+            if not solved.all():
+                preference = np.where(solved, 0.0, preference)
+        return preference
+
+    def probabilities(self, t: float | None = None) -> np.ndarray:
+        """P(problem i is drawn next) under the schedule at progress t (default: now)."""
+        t = self.progress() if t is None else t
+        return self.schedule.probabilities(t, self.current_buckets(), self.num_buckets,
+                                           self.current_pass_rates(), self.preference())
+
+    def describe(self) -> dict[str, Any]:
+        """Progress, bucket mixture and sizes, and the schedule's competence or target: for logs."""
+        t = self.progress()
+        buckets = self.current_buckets()
+        weights = np.bincount(buckets, weights=self.probabilities(t), minlength=self.num_buckets)
+        info: dict[str, Any] = {
+            "schedule": self.schedule.name,
+            "progress": t,
+            "weights": [float(w) for w in weights],
+            "sizes": np.bincount(buckets, minlength=self.num_buckets).tolist(),
+            "online": self.difficulty is not None,
+            "chunks_drawn": self.chunks_drawn,
+        }
+        info.update(self.schedule.describe(t))
+        if self.difficulty is not None:
+            info["observed_problems"] = int((self.difficulty.observations > 0).sum())
+            if self.skip_solved:
+                info["skipped"] = int((self.preference() == 0).sum())
+        return info
+
+    # Learning from training.
+
+    def observe(self, indices: Sequence[int], successes: Sequence[float], trials: Sequence[float]) -> None:
+        """One entry per GRPO group: problem index, passes and group size (the same on every rank)."""
+        if len(indices) == 0:
+            return
+        if self.difficulty is not None:
+            self.difficulty.update(indices, successes, trials)
+        self.schedule.observe(float(np.sum(successes) / np.sum(trials)))
+
+    # Drawing.
+
+    def _draw_chunk(self) -> list[int]:
+        """`batch_size` distinct problems, weighted sampling without replacement (Gumbel top-k)."""
+        probabilities = self.probabilities()
+        with np.errstate(divide="ignore"):
+            keys = np.log(probabilities) + self._rng.gumbel(size=len(probabilities))
+        available = int((probabilities > 0).sum())
+        take = min(self.batch_size, available)
+        chosen = np.argsort(-keys, kind="stable")[:take]
+        chunk = [int(i) for i in chosen]
+        if take < self.batch_size:  # fewer eligible problems than a chunk needs: repeat some
+            extra = self._rng.choice(len(probabilities), self.batch_size - take, p=probabilities)
+            chunk += [int(i) for i in extra]
+        self.chunks_drawn += 1
+        return chunk
+
+    # Checkpointing.
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the identical sequence: JSON-serializable."""
+        return {
+            "version": STATE_VERSION,
+            "seed": self.seed,
+            "num_problems": len(self.buckets),
+            "chunk": [self.batch_size, self.mini_repeat_count, self.repeat_count],
+            "rng": self._rng.bit_generator.state,
+            "pass": self._pass,
+            "chunks_drawn": self.chunks_drawn,
+            "schedule": {"name": self.schedule.name, **self.schedule.state_dict()},
+            "difficulty": self.difficulty.state_dict() if self.difficulty is not None else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported curriculum sampler state version {state.get('version')}")
+        if state["num_problems"] != len(self.buckets):
+            raise ValueError(f"sampler state is for {state['num_problems']} problems, "
+                             f"this dataset has {len(self.buckets)}")
+        if list(state["chunk"]) != [self.batch_size, self.mini_repeat_count, self.repeat_count]:
+            raise ValueError(f"sampler state was saved with (batch_size, num_generations, repeats) = "
+                             f"{tuple(state['chunk'])}, now {(self.batch_size, self.mini_repeat_count, self.repeat_count)}")
+        if state["schedule"]["name"] != self.schedule.name:
+            raise ValueError(f"sampler state was saved with schedule {state['schedule']['name']!r}, "
+                             f"now {self.schedule.name!r}")
+        if (state["difficulty"] is None) != (self.difficulty is None):
+            raise ValueError("sampler state and sampler disagree on online difficulty")
+        self._rng.bit_generator.state = state["rng"]
+        self._pass = [list(map(int, chunk)) for chunk in state["pass"]]
+        self._replay = 0 < len(self._pass) < self.chunks_per_pass
+        self.chunks_drawn = int(state["chunks_drawn"])
+        self.schedule.load_state_dict(state["schedule"])
+        if self.difficulty is not None:
+            self.difficulty.load_state_dict(state["difficulty"])
+
+
+def _bucket_edges(buckets: np.ndarray, pass_rates: np.ndarray, num_buckets: int) -> list[tuple[float, int]]:
+    """Pass-rate boundaries between consecutive non-empty buckets, as (edge, harder bucket) pairs."""
+    present = [k for k in range(num_buckets) if (buckets == k).any()]
+    edges = []
+    for easier, harder in zip(present, present[1:], strict=False):
+        low = pass_rates[buckets == easier].min()
+        high = pass_rates[buckets == harder].max()
+        edges.append(((low + high) / 2, harder))
+    return [(math.inf, present[0])] + edges
+
+
+def _rebucket(pass_rates: np.ndarray, edges: list[tuple[float, int]]) -> np.ndarray:
+    """The hardest bucket whose edge lies above each pass rate (edges descend, easiest bucket first)."""
+    thresholds = np.array([edge for edge, _ in edges[1:]])
+    labels = np.array([bucket for _, bucket in edges])
+    position = (pass_rates[:, None] < thresholds[None, :]).sum(axis=1) if len(thresholds) else np.zeros(
+        len(pass_rates), dtype=np.int64)
+    return labels[position]

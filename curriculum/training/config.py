@@ -1,0 +1,395 @@
+"""Training recipes: a YAML file (or a pipeline's `train:` section) plus command-line overrides.
+
+What `curriculum train` runs is two things: our settings (schedule, rewards, LoRA, layer selection) and
+TRL's `GRPOConfig`, whose every field can be set under `grpo:` in the recipe or with `--set key=value`.
+Values are converted to each field's declared type, so `--set learning_rate=1e-6` and `report_to: tensorboard`
+work as written. Defaults follow the open-rs recipe (lr 1e-6, 1e-5 under LoRA; temperature 0.7; beta 0.04;
+cosine schedule to 10% of the peak lr after 10% warm-up; the cosine reward's length scale = max completion
+length); bf16 and gradient checkpointing default on only where a GPU is present. The resolved recipe is
+written to `<out>/config.yaml` and can be fed back with `--config` to rerun the same thing.
+
+Recipe shape (all keys optional):
+
+    schedule: linear            # curriculum pacing (curriculum.schedules)
+    schedule_options: {}        # passed to the schedule
+    online_difficulty: true     # update bucket difficulty from every GRPO group
+    skip_solved: false
+    reward: accuracy:1,format:1 # name:weight,... (curriculum.rewards)
+    reward_options: {}          # per reward name, e.g. {cosine: {max_len: 1000}}
+    max_prompt_length: 512      # longer prompts in the buckets are dropped with a warning
+    lora: null                  # "r=16,alpha=32,dropout=0.05,targets=all-linear" or a mapping
+    train_layers: null          # all | first:K | last:K | middle:K | 10-15,20
+    train_embeddings: null      # default: true only when every layer trains
+    train_head: null
+    layer_schedule: null        # rotate:K@S | unfreeze:top-down@S
+    allow_model_mismatch: false # train on buckets scored by another model
+    max_steps: 500              # shortcuts for grpo.max_steps / grpo.num_generations
+    num_generations: 6
+    launch: {}                  # multi-GPU launch settings, read by `curriculum pipeline` only
+    grpo: {learning_rate: 1.0e-6, ...}   # any trl.GRPOConfig field
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import enum
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+OPEN_RS_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 1e-6,
+    "temperature": 0.7,
+    "beta": 0.04,
+    "lr_scheduler_type": "cosine_with_min_lr",
+    "lr_scheduler_kwargs": {"min_lr_rate": 0.1},
+    "warmup_steps": 0.1,
+    "num_generations": 6,
+    "logging_steps": 1,
+    "save_strategy": "steps",
+    "save_steps": 50,
+    "seed": 42,
+    "report_to": ["tensorboard"],
+}
+LORA_LEARNING_RATE = 1e-5
+SHORTCUTS = ("max_steps", "num_generations")
+
+
+class ConfigError(ValueError):
+    """A recipe or override that cannot become a training configuration; the message names the key."""
+
+
+@dataclass
+class TrainSettings:
+    """What `curriculum train` adds on top of TRL's GRPOConfig (the `grpo` mapping)."""
+
+    schedule: str = "linear"
+    schedule_options: dict = field(default_factory=dict)
+    online_difficulty: bool = True
+    skip_solved: bool = False
+    reward: str = "accuracy:1,format:1"
+    reward_options: dict = field(default_factory=dict)
+    max_prompt_length: int = 512
+    lora: str | dict | None = None
+    train_layers: str | None = None
+    train_embeddings: bool | None = None
+    train_head: bool | None = None
+    layer_schedule: str | None = None
+    allow_model_mismatch: bool = False
+    launch: dict = field(default_factory=dict)
+    grpo: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict | None, *, source: str = "recipe") -> TrainSettings:
+        data = dict(data or {})
+        grpo = data.pop("grpo", None) or {}
+        if not isinstance(grpo, dict):
+            raise ConfigError(f"{source}: `grpo` must be a mapping of GRPOConfig fields, got {type(grpo).__name__}")
+        for shortcut in SHORTCUTS:
+            if shortcut in data:
+                grpo[shortcut] = data.pop(shortcut)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = [key for key in data if key not in names]
+        if unknown:
+            raise ConfigError(f"{source}: unknown train setting(s) {unknown}{_suggest(unknown[0], names)}")
+        settings = cls()
+        for key, value in data.items():
+            setattr(settings, key, _coerce_setting(key, value, source))
+        settings.grpo = {key: coerce_grpo_value(key, value, source) for key, value in grpo.items()}
+        return settings
+
+    def to_dict(self) -> dict:
+        return copy.deepcopy(dataclasses.asdict(self))
+
+
+def load_recipe(path: str | Path) -> tuple[TrainSettings, dict]:
+    """Read a recipe: a train section, or a pipeline YAML (its `train:` key). Returns (settings, extras).
+
+    `extras` holds the top-level `model` and `buckets` when the file names them (a pipeline or a resolved
+    config.yaml), so a run can be repeated from its config alone.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as error:
+        raise ConfigError(f"recipe {path} does not exist") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"recipe {path} is not valid YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {path} must be a mapping, got {type(data).__name__}")
+    if "train" in data:  # a pipeline file or a resolved config.yaml: other stages' keys are not ours
+        section = data.get("train") or {}
+        extras = {key: data[key] for key in ("model", "buckets") if data.get(key) is not None}
+    else:
+        section = dict(data)
+        extras = {key: section.pop(key) for key in ("model", "buckets") if key in section}
+    if not isinstance(section, dict):
+        raise ConfigError(f"recipe {path}: `train` must be a mapping")
+    return TrainSettings.from_dict(section, source=str(path)), extras
+
+
+def apply_overrides(settings: TrainSettings, assignments: list[str] | tuple[str, ...]) -> TrainSettings:
+    """Apply `key=value` overrides. A key is a train setting, a GRPOConfig field or `grpo.<field>`;
+    dotted tails reach into mappings (`lr_scheduler_kwargs.min_lr_rate=0.05`). Values are YAML."""
+    settings = copy.deepcopy(settings)
+    grpo_fields = grpo_field_types()
+    setting_names = {f.name for f in dataclasses.fields(TrainSettings)} - {"grpo"}
+    for assignment in assignments:
+        if "=" not in assignment:
+            raise ConfigError(f"override {assignment!r} must look like key=value")
+        key, text = (part.strip() for part in assignment.split("=", 1))
+        try:
+            value = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            value = text
+        path = key.split(".")
+        if path[0] == "grpo":
+            path = path[1:]
+            if not path:
+                raise ConfigError(f"override {assignment!r}: name a GRPOConfig field after `grpo.`")
+        elif path[0] in setting_names or path[0] in SHORTCUTS:
+            if path[0] in SHORTCUTS and len(path) == 1:
+                settings.grpo[path[0]] = coerce_grpo_value(path[0], value, "--set")
+                continue
+            if len(path) == 1:
+                setattr(settings, path[0], _coerce_setting(path[0], value, "--set"))
+            else:
+                target = getattr(settings, path[0])
+                if not isinstance(target, dict):
+                    target = {} if target is None else target
+                    if not isinstance(target, dict):
+                        raise ConfigError(f"override {key}: {path[0]} is not a mapping")
+                    setattr(settings, path[0], target)
+                _set_nested(target, path[1:], value)
+            continue
+        if path[0] not in grpo_fields:
+            raise ConfigError(
+                f"override {key!r}: not a train setting nor a GRPOConfig field{_suggest(path[0], set(grpo_fields) | setting_names)}"
+            )
+        if len(path) == 1:
+            settings.grpo[path[0]] = coerce_grpo_value(path[0], value, "--set")
+        else:
+            current = settings.grpo.get(path[0])
+            if not isinstance(current, dict):
+                current = {}
+            _set_nested(current, path[1:], value)
+            settings.grpo[path[0]] = current
+    return settings
+
+
+def resolve_grpo_config(settings: TrainSettings, output_dir: str | Path):
+    """Build the `trl.GRPOConfig`: open-rs defaults, then the recipe's `grpo`, with `output_dir` forced."""
+    import torch
+    from trl import GRPOConfig
+
+    values = grpo_inputs(settings, has_gpu=torch.cuda.is_available())
+    values["output_dir"] = str(output_dir)
+    try:
+        return GRPOConfig(**values)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"invalid GRPO settings: {error}") from error
+
+
+def grpo_inputs(settings: TrainSettings, *, has_gpu: bool) -> dict:
+    """The keyword arguments for GRPOConfig: defaults filled in, user values winning."""
+    given = dict(settings.grpo)
+    values = copy.deepcopy(OPEN_RS_DEFAULTS)
+    if settings.lora:
+        values["learning_rate"] = LORA_LEARNING_RATE
+    values["bf16"] = has_gpu and _gpu_has_bf16()
+    values["gradient_checkpointing"] = has_gpu
+    values.update(given)
+    if "per_device_train_batch_size" not in given and "generation_batch_size" not in given:
+        values["per_device_train_batch_size"] = values["num_generations"]  # one prompt group per micro-batch
+    if values.get("report_to") in (["tensorboard"], "tensorboard") and not _has_tensorboard():
+        values["report_to"] = "none"
+    return values
+
+
+def grpo_field_types() -> dict[str, Any]:
+    """GRPOConfig's init fields and their resolved type hints."""
+    from trl import GRPOConfig
+
+    hints = typing.get_type_hints(GRPOConfig)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(GRPOConfig) if f.init}
+
+
+def coerce_grpo_value(name: str, value: Any, source: str = "recipe") -> Any:
+    """Convert a YAML/CLI value to the type GRPOConfig declares for `name` (unknown names are errors)."""
+    types_by_name = grpo_field_types()
+    if name not in types_by_name:
+        raise ConfigError(f"{source}: {name!r} is not a GRPOConfig field{_suggest(name, set(types_by_name))}")
+    try:
+        return _coerce(value, types_by_name[name])
+    except ValueError as error:
+        raise ConfigError(f"{source}: {name}: {error}") from None
+
+
+def save_resolved(path: str | Path, *, settings: TrainSettings, grpo_config, model: str, buckets: str,
+                  extra: dict | None = None) -> Path:
+    """Write the resolved recipe (re-runnable with --config) and the full GRPOConfig (for reading)."""
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    section = settings.to_dict()
+    section["grpo"] = {key: value for key, value in section["grpo"].items() if key != "output_dir"}
+    full = grpo_config.to_dict()
+    document = {
+        "model": model,
+        "buckets": buckets,
+        "train": section,
+        "resolved": {
+            "grpo": full,
+            "versions": {"trl": trl.__version__, "transformers": transformers.__version__,
+                         "torch": torch.__version__, "peft": peft.__version__},
+            **(extra or {}),
+        },
+    }
+    path = Path(path)
+    header = "# Resolved by `curriculum train`; rerun with: curriculum train --config THIS_FILE --out DIR\n"
+    document = json.loads(json.dumps(_plain(document), default=str))  # plain YAML types only
+    path.write_text(header + yaml.safe_dump(document, sort_keys=False, width=110))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    members = _members(hint)
+    if value is None:
+        return None
+    for member in members:
+        if _matches(value, member):
+            return value
+    for member in members:
+        converted = _convert(value, member)
+        if converted is not _FAIL:
+            return converted
+    raise ValueError(f"expected {_describe(hint)}, got {value!r}")
+
+
+_FAIL = object()
+
+
+def _members(hint: Any) -> list:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        out = []
+        for arg in typing.get_args(hint):
+            out.extend(_members(arg))
+        return out
+    return [hint]
+
+
+def _matches(value: Any, member: Any) -> bool:
+    if member is Any:
+        return True
+    origin = typing.get_origin(member) or member
+    if member is type(None):
+        return value is None
+    if origin is bool:
+        return isinstance(value, bool)
+    if origin is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin is str:
+        return isinstance(value, str)
+    if isinstance(origin, type) and issubclass(origin, enum.Enum):
+        return isinstance(value, origin) or value in {item.value for item in origin}
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if origin is dict:
+        return isinstance(value, dict)
+    if origin is typing.Literal:
+        return value in typing.get_args(member)
+    return isinstance(origin, type) and isinstance(value, origin)
+
+
+def _convert(value: Any, member: Any) -> Any:
+    origin = typing.get_origin(member) or member
+    try:
+        if origin is float and isinstance(value, str):
+            return float(value)
+        if origin is int and isinstance(value, str):
+            return int(value)
+        if origin is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if origin is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        if origin is bool and isinstance(value, str) and value.lower() in _BOOLS:
+            return _BOOLS[value.lower()]
+        if origin in (list, tuple) and not isinstance(value, (list, tuple, dict)):
+            args = typing.get_args(member)
+            return [_coerce(value, args[0]) if args else value]
+        if origin in (list, tuple) and isinstance(value, (list, tuple)):
+            args = typing.get_args(member)
+            return [_coerce(item, args[0]) if args else item for item in value]
+        if origin is dict and isinstance(value, str):
+            parsed = yaml.safe_load(value)
+            return parsed if isinstance(parsed, dict) else _FAIL
+    except (TypeError, ValueError):
+        return _FAIL
+    return _FAIL
+
+
+_BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+def _describe(hint: Any) -> str:
+    return " | ".join(getattr(m, "__name__", str(m)) for m in _members(hint))
+
+
+def _coerce_setting(key: str, value: Any, source: str) -> Any:
+    hints = typing.get_type_hints(TrainSettings)
+    if key in ("lora",) and isinstance(value, bool):  # `lora: true` means the default LoRA
+        return "default" if value else None
+    try:
+        return _coerce(value, hints[key])
+    except ValueError as error:
+        raise ConfigError(f"{source}: {key}: {error}") from None
+
+
+def _set_nested(target: dict, path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"cannot set {'.'.join(path)}: {part} is not a mapping")
+    target[path[-1]] = value
+
+
+def _suggest(name: str, candidates: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(candidates), n=3)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def _gpu_has_bf16() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def _has_tensorboard() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX") is not None

@@ -1,0 +1,543 @@
+"""Answer verification: math-verify behind one bounded, process-safe call.
+
+`check(completion, gold)` extracts the final answer from a completion, parses both sides with math-verify and
+compares them **gold first** (`verify(gold, prediction)` is not symmetric). Every comparison runs in a pool
+of worker processes with a per-task deadline: a worker that overruns is killed and replaced and the caller
+gets a "timeout" verdict. No `signal.alarm` anywhere (math-verify's own timeouts are switched off), so the
+bound holds in any thread, in daemon threads of a trainer and inside subprocesses.
+
+Verdicts are cached by (completion, gold, extraction) in a bounded LRU, so the several rewards that need
+correctness in one GRPO step (accuracy, cosine) verify each completion once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Literal
+
+Status = Literal["correct", "wrong", "no_answer", "unparseable_gold", "timeout", "error"]
+STATUSES: tuple[str, ...] = ("correct", "wrong", "no_answer", "unparseable_gold", "timeout", "error")
+
+#: Answer sources, tried in this order by `extraction="auto"`.
+EXTRACTORS: tuple[str, ...] = ("boxed", "answer_tag", "answer_is", "last_number")
+DEFAULT_TIMEOUT_S = 5.0
+CACHE_SIZE = 1 << 16
+STARTUP_TIMEOUT_S = 120.0
+
+
+class VerificationError(RuntimeError):
+    """The verification workers could not be started (not raised for a bad completion or gold)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one check; `predicted` is the answer string extracted from the completion."""
+
+    status: Status
+    predicted: str | None = None
+    detail: str = ""
+
+    @property
+    def correct(self) -> bool:
+        return self.status == "correct"
+
+    @property
+    def reward(self) -> float | None:
+        """1.0 correct, None when the gold cannot be parsed (skip the example, never reward it), else 0.0."""
+        if self.status == "unparseable_gold":
+            return None
+        return 1.0 if self.correct else 0.0
+
+
+# --------------------------------------------------------------------------------------------------------
+# Answer extraction (runs inside the workers, so even a pathological completion is bounded in time)
+
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+_ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*:?", re.IGNORECASE)
+_NUMBER = re.compile(r"(?<![0-9.])-?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?(?![0-9])")
+
+
+def parse_extraction(extraction: str) -> tuple[str, ...]:
+    """"auto" or a comma-separated chain of sources ("boxed,last_number") -> the sources in order."""
+    if extraction == "auto":
+        return EXTRACTORS
+    chain = tuple(part.strip() for part in extraction.split(",") if part.strip())
+    unknown = [part for part in chain if part not in EXTRACTORS]
+    if not chain or unknown:
+        raise ValueError(
+            f"unknown answer extraction {extraction!r}; expected 'auto' or a comma-separated chain of "
+            f"{', '.join(EXTRACTORS)}"
+        )
+    return chain
+
+
+def _strip_answer(text: str) -> str | None:
+    text = text.strip().strip("$").strip().rstrip(".").strip()
+    return text or None
+
+
+def _from_boxed(text: str) -> str | None:
+    from curriculum.data.extract import last_boxed
+
+    answer = last_boxed(text)
+    return _strip_answer(answer) if answer is not None else None
+
+
+def _from_answer_tag(text: str) -> str | None:
+    matches = _ANSWER_TAG.findall(text)
+    return _strip_answer(matches[-1]) if matches else None
+
+
+def _from_answer_is(text: str) -> str | None:
+    from curriculum.data.extract import extract_gsm8k
+
+    last = None
+    for last in _ANSWER_IS.finditer(text):  # noqa: B007 - we want the last match
+        pass
+    if last is not None:
+        line = text[last.end() :].lstrip().split("\n", 1)[0]
+        # "The answer is $\frac{1}{2}$." -> the first math span, else the sentence up to its full stop.
+        math = re.match(r"\$+([^$]+)\$+", line)
+        answer = math.group(1) if math else re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
+        return _strip_answer(answer)
+    return extract_gsm8k(text)
+
+
+def _from_last_number(text: str) -> str | None:
+    last = None
+    for last in _NUMBER.finditer(text):  # noqa: B007 - we want the last match
+        pass
+    return last.group(0).replace(",", "") if last is not None else None
+
+
+_EXTRACT = {
+    "boxed": _from_boxed,
+    "answer_tag": _from_answer_tag,
+    "answer_is": _from_answer_is,
+    "last_number": _from_last_number,
+}
+
+
+def extract_answer(completion: str, extraction: str = "auto") -> str | None:
+    """The answer a completion commits to: the first source of the chain that finds one, else None.
+
+    Unbounded in time on adversarial text; `check` runs it inside a worker with a deadline.
+    """
+    for source in parse_extraction(extraction):
+        answer = _EXTRACT[source](completion)
+        if answer:
+            return answer
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------
+# The comparison itself (worker side)
+
+_GOLD_CACHE: OrderedDict[str, list] = OrderedDict()
+
+
+def _as_latex(answer: str) -> str:
+    answer = answer.strip()
+    if len(answer) >= 2 and answer.startswith("$") and answer.endswith("$") and not answer.endswith("\\$"):
+        return answer
+    return f"${answer}$"
+
+
+def _parse(answer: str) -> list:
+    from math_verify import parse
+
+    # parsing_timeout=None: math-verify's own timeout is signal.alarm; the pool's deadline bounds us instead.
+    return parse(_as_latex(answer), parsing_timeout=None)
+
+
+def _parse_gold(gold: str) -> list:
+    if gold in _GOLD_CACHE:
+        _GOLD_CACHE.move_to_end(gold)
+        return _GOLD_CACHE[gold]
+    parsed = _parse(gold) if gold.strip() else []
+    _GOLD_CACHE[gold] = parsed
+    if len(_GOLD_CACHE) > 4096:
+        _GOLD_CACHE.popitem(last=False)
+    return parsed
+
+
+def _judge(completion: str, gold: str, extraction: str) -> tuple[str, str | None, str]:
+    """(status, predicted, detail) for one pair, without any time bound: only call it inside a worker."""
+    from math_verify import verify
+
+    try:
+        gold_parsed = _parse_gold(gold)
+        if not gold_parsed:
+            # Checked before the completion so that a whole GRPO group is skipped consistently.
+            return "unparseable_gold", None, f"math-verify cannot parse gold answer {gold[:80]!r}"
+        predicted = extract_answer(completion, extraction)
+        if predicted is None:
+            return "no_answer", None, ""
+        predicted_parsed = _parse(predicted)
+        if not predicted_parsed:
+            return "wrong", predicted, "prediction does not parse"
+        same = verify(gold_parsed, predicted_parsed, timeout_seconds=None)
+        return ("correct" if same else "wrong"), predicted, ""
+    except Exception as error:  # a verifier bug must cost one sample, not the training run
+        return "error", None, f"{type(error).__name__}: {str(error)[:200]}"
+
+
+def _worker_main(task_fd: int, result_fd: int, parent_pid: int) -> None:
+    """Entry point of a worker process: warm up, say ready, then judge tasks until the pipe closes."""
+    import logging
+
+    for name in ("math_verify", "latex2sympy2_extended"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+    def orphan_watch() -> None:  # a worker stuck in sympy must not outlive its parent
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(0)
+
+    threading.Thread(target=orphan_watch, daemon=True).start()
+    inbox = Connection(task_fd, writable=False)
+    outbox = Connection(result_fd, readable=False)
+    _judge(r"so \boxed{\frac{1}{2}}", "0.5", "auto")  # import sympy's lazy parts before the first deadline
+    _judge("(1,2)", "[0, 1)", "auto")
+    outbox.send(("ready",))
+    while True:
+        try:
+            key, completion, gold, extraction = inbox.recv()
+        except (EOFError, OSError):
+            return
+        outbox.send((key, _judge(completion, gold, extraction)))
+
+
+# --------------------------------------------------------------------------------------------------------
+# The pool (caller side)
+
+
+class _Worker:
+    """One worker process and its two pipes; `ready` once it has warmed up."""
+
+    def __init__(self) -> None:
+        task_r, task_w = os.pipe()
+        result_r, result_w = os.pipe()
+        package_root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        code = "import sys; from curriculum.verify import _worker_main; _worker_main(*map(int, sys.argv[1:]))"
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", code, str(task_r), str(result_w), str(os.getpid())],
+                pass_fds=(task_r, result_w),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                env=env,
+            )
+        finally:
+            os.close(task_r)
+            os.close(result_w)
+        self.tasks = Connection(task_w, readable=False)
+        self.results = Connection(result_r, writable=False)
+        self.started = time.monotonic()
+        self.ready = False
+
+    def kill(self) -> None:
+        for conn in (self.tasks, self.results):
+            conn.close()
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def close(self, grace_s: float = 1.0) -> None:
+        self.tasks.close()  # EOF: an idle worker exits by itself
+        try:
+            self.process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.results.close()
+
+
+class VerifierPool:
+    """`size` worker processes judging tasks one at a time each, with a deadline per task.
+
+    One batch runs at a time (a lock serialises callers from several threads); within a batch every task
+    gets at most `timeout_s` of a worker's time, after which the worker is killed and a fresh one started.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"workers must be >= 1, got {size}")
+        self.size = size
+        self.owner_pid = os.getpid()
+        self._lock = threading.Lock()
+        self._workers: list[_Worker] = []
+
+    def _spawn(self) -> _Worker:
+        worker = _Worker()
+        self._workers.append(worker)
+        return worker
+
+    def _drop(self, worker: _Worker) -> None:
+        self._workers.remove(worker)
+        worker.kill()
+
+    def run(self, tasks: Sequence[tuple[str, str, str]], timeout_s: float) -> list[tuple[str, str | None, str]]:
+        """Judge (completion, gold, extraction) tasks; returns (status, predicted, detail) per task."""
+        with self._lock:
+            while len(self._workers) < min(self.size, len(tasks)):
+                self._spawn()
+            results: list[tuple[str, str | None, str] | None] = [None] * len(tasks)
+            queue = list(range(len(tasks)))[::-1]
+            busy: dict[_Worker, tuple[int, float]] = {}  # worker -> (task index, deadline)
+            try:
+                self._loop(tasks, timeout_s, queue, busy, results)
+            except BaseException:
+                # A worker still busy would answer into the next batch: stop it (Ctrl-C, start-up failure).
+                for worker in list(busy):
+                    self._drop(worker)
+                raise
+            return results  # type: ignore[return-value]
+
+    def _loop(self, tasks, timeout_s: float, queue: list[int], busy: dict, results: list) -> None:
+        while queue or busy:
+            for worker in self._workers:
+                if not queue:
+                    break
+                if worker.ready and worker not in busy:
+                    index = queue.pop()
+                    try:
+                        worker.tasks.send((index, *tasks[index]))
+                    except OSError:  # died while idle: retry the task on a fresh worker
+                        queue.append(index)
+                        self._drop(worker)
+                        self._spawn()
+                        break
+                    busy[worker] = (index, time.monotonic() + timeout_s)
+            now = time.monotonic()
+            waits = [deadline - now for _, deadline in busy.values()]
+            waits += [w.started + STARTUP_TIMEOUT_S - now for w in self._workers if not w.ready]
+            ready = wait([w.results for w in self._workers], timeout=max(0.0, min(waits, default=0.0)))
+            for conn in ready:
+                worker = next(w for w in self._workers if w.results is conn)
+                try:
+                    message = worker.results.recv()
+                except (EOFError, OSError):
+                    self._on_death(worker, busy, results)
+                    continue
+                if message == ("ready",):
+                    worker.ready = True
+                else:
+                    index, verdict = message
+                    results[index] = verdict
+                    busy.pop(worker, None)
+            now = time.monotonic()
+            for worker, (index, deadline) in list(busy.items()):
+                if now >= deadline:
+                    results[index] = ("timeout", None, f"no verdict within {timeout_s:g}s")
+                    del busy[worker]
+                    self._drop(worker)
+                    self._spawn()
+            for worker in [w for w in self._workers if not w.ready]:
+                if now - worker.started > STARTUP_TIMEOUT_S:
+                    self._drop(worker)
+                    raise VerificationError(f"a verification worker did not start in {STARTUP_TIMEOUT_S:g}s")
+
+    def _on_death(self, worker: _Worker, busy: dict, results: list) -> None:
+        code = worker.process.poll()
+        self._drop(worker)
+        if worker in busy:
+            index, _ = busy.pop(worker)
+            results[index] = ("error", None, f"verification worker died (exit code {code})")
+            self._spawn()
+            return
+        if not worker.ready:
+            raise VerificationError(
+                f"a verification worker exited during start-up (exit code {code}); its stderr is above"
+            )
+        self._spawn()
+
+    def close(self) -> None:
+        with self._lock:
+            for worker in self._workers:
+                worker.close()
+            self._workers.clear()
+
+
+_POOLS: dict[int, VerifierPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def default_workers() -> int:
+    """One worker per available core, at most 8 (verification is a small share of a training step)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
+def get_pool(workers: int | None = None) -> VerifierPool:
+    """The process-wide pool of that size (created lazily; a forked child gets its own)."""
+    size = workers or default_workers()
+    with _POOLS_LOCK:
+        pool = _POOLS.get(size)
+        if pool is None or pool.owner_pid != os.getpid():
+            pool = _POOLS[size] = VerifierPool(size)
+        return pool
+
+
+def shutdown() -> None:
+    """Stop every worker process of this process (they also stop on their own when it exits)."""
+    with _POOLS_LOCK:
+        pools = [pool for pool in _POOLS.values() if pool.owner_pid == os.getpid()]
+        _POOLS.clear()
+    for pool in pools:
+        pool.close()
+
+
+atexit.register(shutdown)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The verdict cache
+
+
+class _VerdictCache:
+    """A thread-safe LRU of verdicts keyed by a digest of (completion, gold, extraction)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._data: OrderedDict[bytes, tuple[Verdict, float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(completion: str, gold: str, extraction: str) -> bytes:
+        digest = hashlib.blake2b(digest_size=16)
+        for part in (completion, gold, extraction):
+            data = part.encode("utf-8", "surrogatepass")
+            digest.update(len(data).to_bytes(8, "little"))
+            digest.update(data)
+        return digest.digest()
+
+    def get(self, key: bytes, timeout_s: float) -> Verdict | None:
+        with self._lock:
+            entry = self._data.get(key)
+            # A timeout under a smaller budget says nothing about a larger one.
+            if entry is None or (entry[0].status == "timeout" and entry[1] < timeout_s):
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return entry[0]
+
+    def put(self, key: bytes, verdict: Verdict, timeout_s: float) -> None:
+        with self._lock:
+            self._data[key] = (verdict, timeout_s)
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self.hits = self.misses = 0
+
+
+_CACHE = _VerdictCache(CACHE_SIZE)
+
+
+def cache_info() -> dict[str, int]:
+    """Hits, misses and size of the verdict cache (misses = completions actually sent to the verifier)."""
+    with _CACHE._lock:
+        return {"hits": _CACHE.hits, "misses": _CACHE.misses, "size": len(_CACHE._data), "maxsize": _CACHE.maxsize}
+
+
+def clear_cache() -> None:
+    _CACHE.clear()
+
+
+# --------------------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def check(
+    completion: str, gold: str, *, extraction: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S
+) -> Verdict:
+    """Verify one completion against one gold answer, in at most `timeout_s` of worker time."""
+    return check_batch([completion], [gold], extraction=extraction, timeout_s=timeout_s, workers=None)[0]
+
+
+def check_batch(
+    completions: Sequence[str],
+    golds: Sequence[str],
+    *,
+    extraction: str | Sequence[str] = "auto",
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    workers: int | None = None,
+) -> list[Verdict]:
+    """Verify many pairs in parallel across `workers` processes (default: one per core), cached.
+
+    `extraction` is one rule for all, or one per item (for batches that mix sources). Each pair gets at most
+    `timeout_s` of a worker's time; a batch of n distinct pairs therefore returns within about
+    ceil(n / workers) * timeout_s, plus the workers' start-up (about a second, once per process).
+    """
+    if len(completions) != len(golds):
+        raise ValueError(f"got {len(completions)} completions but {len(golds)} gold answers")
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+    rules = [extraction] * len(completions) if isinstance(extraction, str) else list(extraction)
+    if len(rules) != len(completions):
+        raise ValueError(f"got {len(rules)} extraction rules for {len(completions)} completions")
+    for rule in set(rules):
+        parse_extraction(rule)
+    for index, (completion, gold) in enumerate(zip(completions, golds, strict=True)):
+        if not isinstance(completion, str) or not isinstance(gold, str):
+            raise TypeError(
+                f"item {index}: completion and gold must be str, got {type(completion).__name__} and "
+                f"{type(gold).__name__}"
+            )
+
+    verdicts: list[Verdict | None] = [None] * len(completions)
+    todo: dict[bytes, list[int]] = {}  # distinct uncached pairs -> the items that share them
+    for index, item in enumerate(zip(completions, golds, rules, strict=True)):
+        key = _CACHE.key(*item)
+        if key in todo:
+            todo[key].append(index)
+            continue
+        verdict = _CACHE.get(key, timeout_s)
+        if verdict is not None:
+            verdicts[index] = verdict
+        elif not item[1].strip():
+            verdicts[index] = Verdict("unparseable_gold", None, "empty gold answer")
+            _CACHE.put(key, verdicts[index], timeout_s)
+        else:
+            todo[key] = [index]
+    if todo:
+        keys = list(todo)
+        tasks = [(completions[todo[k][0]], golds[todo[k][0]], rules[todo[k][0]]) for k in keys]
+        for key, (status, predicted, detail) in zip(keys, get_pool(workers).run(tasks, timeout_s), strict=True):
+            verdict = Verdict(status, predicted, detail)
+            _CACHE.put(key, verdict, timeout_s)
+            for index in todo[key]:
+                verdicts[index] = verdict
+    return verdicts  # type: ignore[return-value]
+
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S", "EXTRACTORS", "STATUSES", "Verdict", "VerificationError", "VerifierPool", "cache_info",
+    "check", "check_batch", "clear_cache", "default_workers", "extract_answer", "get_pool", "parse_extraction",
+    "shutdown",
+]

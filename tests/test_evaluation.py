@@ -1,0 +1,160 @@
+"""Evaluation: interval arithmetic on known counts, pass@k, majority vote, and the harness end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from curriculum.evaluation import (
+    EvalSettings,
+    EvaluationError,
+    bootstrap_interval,
+    clustered_interval,
+    load_eval_set,
+    majority_vote,
+    paired_bootstrap_difference,
+    pass_at_k,
+    pass_k_values,
+    summarize,
+)
+
+# ----------------------------------------------------------------------------------------------------------
+# interval arithmetic on known counts
+
+
+def test_clustered_interval_matches_hand_computation():
+    # 4 problems, k = 4, correct counts 4, 0, 2, 2 -> rates 1, 0, .5, .5
+    # mean .5; sd (ddof 1) = sqrt((.25 + .25 + 0 + 0) / 3) = sqrt(1/6); se = sqrt(1/6) / 2
+    interval = clustered_interval([4, 0, 2, 2], 4)
+    se = math.sqrt(1 / 6) / 2
+    assert interval.mean == pytest.approx(0.5)
+    assert interval.low == pytest.approx(0.5 - 1.959964 * se, abs=1e-6)
+    assert interval.high == pytest.approx(0.5 + 1.959964 * se, abs=1e-6)
+
+
+def test_bootstrap_over_problems_agrees_with_clustered_normal_interval_on_many_problems():
+    counts = np.array([4] * 120 + [2] * 160 + [0] * 120)  # 400 problems, mean .5
+    rates = counts / 4
+    boot = bootstrap_interval(rates, resamples=4000, seed=1)
+    normal = clustered_interval(counts, 4)
+    assert boot.mean == pytest.approx(0.5)
+    assert boot.low == pytest.approx(normal.low, abs=0.01)
+    assert boot.high == pytest.approx(normal.high, abs=0.01)
+
+
+def test_repeating_a_problem_k_times_does_not_narrow_the_interval():
+    # k identical samples of each problem carry no more information than one sample: a binomial over all
+    # n*k samples would be sqrt(k) times too narrow; the interval over problems is the same as for k = 1.
+    outcomes = np.array([1] * 9 + [0] * 21, dtype=bool)
+    one = summarize(outcomes[:, None], [[None]] * 30, seed=3)["avg_at_k"]
+    repeated = summarize(np.repeat(outcomes[:, None], 8, axis=1), [[None] * 8] * 30, seed=3)["avg_at_k"]
+    assert repeated == one
+    binomial_half_width = 1.96 * math.sqrt(0.3 * 0.7 / (30 * 8))
+    assert (repeated["ci_high"] - repeated["ci_low"]) / 2 > 1.8 * binomial_half_width
+
+
+def test_constant_rates_give_a_zero_width_interval_and_empty_input_nan():
+    interval = bootstrap_interval([0.25] * 50)
+    assert (interval.mean, interval.low, interval.high) == (0.25, 0.25, 0.25)
+    assert math.isnan(bootstrap_interval([]).mean)
+
+
+def test_bootstrap_is_seeded():
+    rates = np.random.default_rng(0).random(40)
+    assert bootstrap_interval(rates, seed=7) == bootstrap_interval(rates, seed=7)
+    assert bootstrap_interval(rates, seed=7) != bootstrap_interval(rates, seed=8)
+
+
+@pytest.mark.parametrize(("n", "c", "k"), [(4, 1, 1), (4, 1, 2), (10, 3, 5), (16, 0, 4), (16, 13, 4), (200, 7, 64)])
+def test_pass_at_k_is_the_unbiased_estimator(n, c, k):
+    expected = 1 - math.comb(n - c, k) / math.comb(n, k)
+    assert pass_at_k(n, c, k) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_pass_at_1_is_the_fraction_correct_and_pass_at_k_rejects_bad_counts():
+    assert pass_at_k(8, 3, 1) == pytest.approx(3 / 8)
+    assert pass_at_k(4, 4, 4) == 1.0
+    with pytest.raises(ValueError):
+        pass_at_k(4, 5, 1)
+    with pytest.raises(ValueError):
+        pass_at_k(4, 1, 5)
+
+
+def test_pass_k_values_are_powers_of_two_and_k():
+    assert pass_k_values(1) == [1]
+    assert pass_k_values(4) == [1, 2, 4]
+    assert pass_k_values(6) == [1, 2, 4, 6]
+
+
+def test_majority_vote_groups_equal_answers_and_ignores_missing_ones():
+    assert majority_vote(["3", "4", " 4", None], [True, False, False, False]) is False
+    assert majority_vote(["$3$", None, None, "4"], [True, False, False, False]) is True  # tie: first seen wins
+    assert majority_vote(["12", "12.", None], [True, True, False]) is True
+    assert majority_vote([None, None], [False, False]) is False
+
+
+def test_summarize_reports_avg_pass_and_majority():
+    correct = np.array([[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]], dtype=bool)
+    predicted = [["5", "5", "6", "6"], ["1", "2", "3", None], ["9", "9", "9", "9"]]
+    result = summarize(correct, predicted, seed=0)
+    assert result["n_problems"] == 3 and result["k"] == 4 and result["n_correct"] == 6
+    assert result["avg_at_k"]["mean"] == pytest.approx(0.5)
+    assert result["pass_at_k"]["1"]["mean"] == pytest.approx(0.5)
+    assert result["pass_at_k"]["4"]["mean"] == pytest.approx(2 / 3)
+    assert result["maj_at_k"]["mean"] == pytest.approx(2 / 3)  # "5" wins the 2-2 tie on problem 0
+    assert result["avg_at_k"]["ci_low"] <= 0.5 <= result["avg_at_k"]["ci_high"]
+
+
+def test_paired_bootstrap_difference_significance():
+    same = np.full(40, 0.5)
+    assert paired_bootstrap_difference(same, same) == {
+        "mean": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0, "significant": False, "n_problems": 40}
+    better = paired_bootstrap_difference(np.ones(40), np.r_[np.ones(20), np.zeros(20)])
+    assert better["mean"] == pytest.approx(0.5) and better["significant"] and better["ci_low"] > 0
+    noisy = paired_bootstrap_difference([1, 0, 1, 0, 1, 0], [0, 1, 1, 0, 0, 1])
+    assert not noisy["significant"] and noisy["ci_low"] < 0 < noisy["ci_high"]
+    with pytest.raises(ValueError):
+        paired_bootstrap_difference([1, 0], [1])
+
+
+def test_eval_settings_reject_nonsense():
+    with pytest.raises(EvaluationError):
+        EvalSettings(samples=4, temperature=0.0)
+    with pytest.raises(EvaluationError):
+        EvalSettings(samples=0)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# problem sets
+
+
+def test_benchmark_slice_is_the_first_rows_in_file_order(data_dir):
+    first = load_eval_set("gsm8k", data_dir=data_dir, limit=5)
+    again = load_eval_set("gsm8k", data_dir=data_dir, limit=5)
+    assert len(first) == 5 and first["id"].tolist() == again["id"].tolist()
+    assert first["answer"].iloc[0] == "18"
+
+
+def test_unknown_benchmark_and_bad_file_are_clear_errors(tmp_path):
+    with pytest.raises(EvaluationError, match="unknown benchmark 'gsm9k'"):
+        load_eval_set("gsm9k")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"problem": "1+1", "answer": "2"}) + "\n" + json.dumps({"problem": "2+2", "answer": ""}) + "\n")
+    with pytest.raises(EvaluationError, match="row 1"):
+        load_eval_set(str(bad))
+    with pytest.raises(EvaluationError, match="does not exist"):
+        load_eval_set(str(tmp_path / "missing.jsonl"))
+
+
+def test_eval_cli_reports_bad_input_without_traceback(tmp_path):
+    from curriculum.cli import cli
+
+    result = CliRunner().invoke(cli, ["eval", "--model", str(tmp_path), "--benchmarks", "nope",
+                                      "--out", str(tmp_path / "e.json")])
+    assert result.exit_code != 0
+    assert "unknown benchmark 'nope'" in result.output
+    assert "Traceback" not in result.output

@@ -1,0 +1,53 @@
+"""Model resolution: aliases, local directories, hub ids, unknown specs; the real SmolLM2 chats."""
+
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from curriculum.cli import cli
+from curriculum.models import ModelResolutionError, resolve_model
+
+
+def test_local_directory_and_hub_id_pass_through(tiny_model_dir):
+    assert resolve_model(str(tiny_model_dir)) == str(tiny_model_dir.resolve())
+    assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def test_unknown_spec_and_directory_without_config_fail_clearly(tmp_path):
+    with pytest.raises(ModelResolutionError, match="unknown model 'nonsense'"):
+        resolve_model("nonsense")
+    with pytest.raises(ModelResolutionError, match="has no config.json"):
+        resolve_model(str(tmp_path))
+    result = CliRunner().invoke(cli, ["models", "pull", "nonsense"])
+    assert result.exit_code != 0 and "unknown model" in result.output and "Traceback" not in result.output
+
+
+def test_tiny_fixture_model_generates_from_chat_template(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    inputs = tokenizer.apply_chat_template([{"role": "user", "content": "1+1?"}], add_generation_prompt=True,
+                                           return_tensors="pt", return_dict=True)
+    output = model.generate(**inputs, max_new_tokens=5, do_sample=False)
+    assert output.shape[1] > inputs["input_ids"].shape[1]
+
+
+@pytest.mark.slow
+def test_smollm2_alias_is_cached_loads_fast_and_answers(smollm2_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert (smollm2_dir / "model.safetensors").is_file()
+    assert resolve_model("smollm2-135m") == str(smollm2_dir)  # second call reuses the cache
+    start = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(smollm2_dir)
+    load_seconds = time.perf_counter() - start
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    assert tokenizer.chat_template
+    inputs = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}],
+                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    output = model.generate(**inputs, max_new_tokens=20, do_sample=False)
+    reply = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert "5" in reply
+    assert load_seconds < 10  # generous: the issue's 2 s target is measured in reports/, not asserted here

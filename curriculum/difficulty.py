@@ -1,9 +1,13 @@
 """Online difficulty: a Beta posterior over each problem's pass rate, updated from every GRPO group.
 
 The score gives a prior; every group of G completions of a problem during training is a fresh Binomial
-sample of its *current* pass rate. Evidence can be discounted (`decay`) so the estimate follows the
-model as it learns. The posterior gives, in closed form, the probability that a whole group of G passes
-or fails alike, which is exactly the chance that GRPO gets zero advantage from the problem.
+sample of its *current* pass rate. Two things keep the estimate current as the model learns:
+- a shared logit shift δ, fitted online to how every observed group beat or missed its prior, moves the
+  prior of every problem, seen or not (the model improves on the whole set, not only on what it drew);
+- a problem's older evidence (its score too) is discounted by `decay` at each new group of it, so the
+  estimate follows the model.
+The posterior gives, in closed form, the probability that a whole group of G passes or fails alike,
+which is exactly the chance that GRPO gets zero advantage from the problem.
 """
 
 from __future__ import annotations
@@ -15,30 +19,36 @@ import numpy as np
 
 
 class OnlineDifficulty:
-    """Per-problem Beta(α, β) over the pass rate: α = 1 + m·p0 + s, β = 1 + m·(1 - p0) + f.
+    """Per-problem Beta(α, β): α = 1 + m·μ + s, β = 1 + m·(1 - μ) + f, with μ = σ(logit p̃ + δ).
 
-    p0 is the scored pass rate and m = min(n scored, prior_strength) its weight, so that a score from 64
-    rollouts still yields to what training shows; s and f are the successes and failures seen since.
+    p̃ is the scored pass rate shrunk by its own rollouts ((1 + k) / (2 + n), finite for 0/n and n/n),
+    m = min(n, prior_strength)·decay^(groups seen) the prior's weight, δ the shared shift, s and f the
+    discounted successes and failures seen in training.
+
+    Args:
+        pass_rates: scored pass rate per problem.
+        trials: rollouts behind each score (n); None treats every score as `prior_strength` rollouts.
+        prior_strength: cap on the prior's weight in pseudo-rollouts.
+        decay: weight kept by a problem's older evidence (score included) at each new group (1 = never forget).
+        drift_rate: step size of the shift's damped Newton update per batch (0 = no shared shift).
     """
 
     def __init__(self, pass_rates: Sequence[float], trials: Sequence[float] | None = None, *,
-                 prior_strength: float = 8.0, decay: float = 1.0, drift_rate: float = 0.0):
+                 prior_strength: float = 16.0, decay: float = 0.5, drift_rate: float = 0.3):
         pass_rates = np.asarray(pass_rates, dtype=float)
         if pass_rates.ndim != 1 or np.isnan(pass_rates).any() or (pass_rates < 0).any() or (pass_rates > 1).any():
             raise ValueError("pass rates must be a list of numbers in [0, 1]")
-        if prior_strength < 0 or not 0 < decay <= 1:
-            raise ValueError(f"need prior_strength >= 0 and 0 < decay <= 1, got {prior_strength}, {decay}")
-        weight = np.full(len(pass_rates), float(prior_strength))
-        if trials is not None:
-            weight = np.minimum(np.asarray(trials, dtype=float), weight)
-        self.weight = weight
-        # the score on the logit scale, shrunk by its own rollouts so 0/n and n/n stay finite
-        shrunk = (1.0 + (trials if trials is not None else weight) * pass_rates) / (
-            2.0 + (np.asarray(trials, dtype=float) if trials is not None else weight))
-        self.prior_logit = np.log(shrunk / (1 - shrunk))
-        self.shift = 0.0
-        self.drift_rate = drift_rate
+        if prior_strength < 0 or not 0 < decay <= 1 or drift_rate < 0:
+            raise ValueError(f"need prior_strength >= 0, 0 < decay <= 1 and drift_rate >= 0, "
+                             f"got {prior_strength}, {decay}, {drift_rate}")
+        rollouts = np.full(len(pass_rates), float(prior_strength)) if trials is None else np.asarray(
+            trials, dtype=float)
+        shrunk = (1.0 + rollouts * pass_rates) / (2.0 + rollouts)
+        self.prior_logit = np.log(shrunk / (1.0 - shrunk))
+        self.weight = np.minimum(rollouts, prior_strength)
         self.decay = decay
+        self.drift_rate = drift_rate
+        self.shift = 0.0
         self.successes = np.zeros(len(pass_rates))
         self.failures = np.zeros(len(pass_rates))
         self.observations = np.zeros(len(pass_rates), dtype=np.int64)
@@ -46,63 +56,82 @@ class OnlineDifficulty:
     def __len__(self) -> int:
         return len(self.prior_logit)
 
-    def prior_mean(self) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(self.prior_logit + self.shift)))
+    def prior_mean(self, indices=slice(None)) -> np.ndarray:
+        """μ = σ(logit p̃ + δ): the score moved by what the model has learned on the whole set."""
+        return 1.0 / (1.0 + np.exp(-(self.prior_logit[indices] + self.shift)))
+
+    def prior_weight(self) -> np.ndarray:
+        """m · decay^(groups seen): the score is old evidence too, discounted like the rest."""
+        return self.weight * self.decay ** self.observations
 
     @property
     def alpha(self) -> np.ndarray:
-        return 1.0 + self.weight * self.prior_mean() + self.successes
+        return 1.0 + self.prior_weight() * self.prior_mean() + self.successes
 
     @property
     def beta(self) -> np.ndarray:
-        return 1.0 + self.weight * (1.0 - self.prior_mean()) + self.failures
+        return 1.0 + self.prior_weight() * (1.0 - self.prior_mean()) + self.failures
 
     def mean(self) -> np.ndarray:
         """The current pass-rate estimate E[p] = α / (α + β)."""
-        return self.alpha / (self.alpha + self.beta)
+        alpha, beta = self.alpha, self.beta
+        return alpha / (alpha + beta)
 
     def update(self, indices: Sequence[int], successes: Sequence[float], trials: Sequence[float]) -> None:
-        """Add one group's outcome per entry: `successes` passes out of `trials` for problem `indices[i]`."""
-        if self.drift_rate > 0:
-            index = np.asarray(indices, dtype=np.int64)
-            passed, total = np.asarray(successes, dtype=float), np.asarray(trials, dtype=float)
-            expected = 1.0 / (1.0 + np.exp(-(self.prior_logit[index] + self.shift)))
-            curvature = float(np.sum(total * expected * (1 - expected)))
+        """Add one batch of groups: `successes[i]` passes out of `trials[i]` for problem `indices[i]`.
+
+        The shift takes one damped Newton step on the batch's Binomial log-likelihood:
+        δ += rate · Σ (k - n μ) / Σ n μ (1 - μ).
+        """
+        index = np.asarray(indices, dtype=np.int64)
+        passed, total = np.asarray(successes, dtype=float), np.asarray(trials, dtype=float)
+        if len(index) != len(passed) or len(index) != len(total):
+            raise ValueError("indices, successes and trials must have the same length")
+        bad = np.flatnonzero((passed < 0) | (passed > total))
+        if len(bad):
+            raise ValueError(f"problem {index[bad[0]]}: {passed[bad[0]]} successes out of {total[bad[0]]} trials")
+        if self.drift_rate > 0 and len(index):
+            expected = self.prior_mean(index)
+            curvature = float(np.sum(total * expected * (1.0 - expected)))
             if curvature > 0:
                 self.shift += self.drift_rate * float(np.sum(passed - total * expected)) / curvature
-        for index, passed, total in zip(indices, successes, trials, strict=True):
-            if not 0 <= passed <= total:
-                raise ValueError(f"problem {index}: {passed} successes out of {total} trials")
-            self.successes[index] = self.decay * self.successes[index] + passed
-            self.failures[index] = self.decay * self.failures[index] + (total - passed)
-            self.observations[index] += 1
+        for i, k, n in zip(index, passed, total, strict=True):  # a loop: one problem may repeat in a batch
+            self.successes[i] = self.decay * self.successes[i] + k
+            self.failures[i] = self.decay * self.failures[i] + (n - k)
+            self.observations[i] += 1
 
     def all_pass_probability(self, group_size: int) -> np.ndarray:
         """E[p^G] = Π_{i<G} (α + i) / (α + β + i): the chance a whole group of G passes."""
-        return _rising_ratio(self.alpha, self.alpha + self.beta, group_size)
+        alpha, beta = self.alpha, self.beta
+        return _rising_ratio(alpha, alpha + beta, group_size)
 
     def all_fail_probability(self, group_size: int) -> np.ndarray:
-        """E[(1 - p)^G] = Π_{i<G} (β + i) / (α + β + i)."""
-        return _rising_ratio(self.beta, self.alpha + self.beta, group_size)
+        """E[(1 - p)^G] = Π_{i<G} (β + i) / (α + β + i): the chance a whole group of G fails."""
+        alpha, beta = self.alpha, self.beta
+        return _rising_ratio(beta, alpha + beta, group_size)
 
     def informativeness(self, group_size: int) -> np.ndarray:
         """1 - E[p^G] - E[(1 - p)^G]: the chance a group of G has a non-zero advantage."""
-        return np.clip(1.0 - self.all_pass_probability(group_size) - self.all_fail_probability(group_size), 0, 1)
+        alpha, beta = self.alpha, self.beta
+        same = _rising_ratio(alpha, alpha + beta, group_size) + _rising_ratio(beta, alpha + beta, group_size)
+        return np.clip(1.0 - same, 0.0, 1.0)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"successes": self.successes.tolist(), "failures": self.failures.tolist(),
-                "observations": self.observations.tolist(), "decay": self.decay}
+        return {"shift": self.shift, "successes": self.successes.tolist(), "failures": self.failures.tolist(),
+                "observations": self.observations.tolist()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if len(state["successes"]) != len(self):
             raise ValueError(f"online difficulty state holds {len(state['successes'])} problems, "
                              f"this dataset {len(self)}: was it saved for another dataset?")
+        self.shift = float(state["shift"])
         self.successes = np.asarray(state["successes"], dtype=float)
         self.failures = np.asarray(state["failures"], dtype=float)
         self.observations = np.asarray(state["observations"], dtype=np.int64)
 
 
 def _rising_ratio(top: np.ndarray, bottom: np.ndarray, count: int) -> np.ndarray:
+    """Π_{i<count} (top + i) / (bottom + i), elementwise."""
     result = np.ones_like(top, dtype=float)
     for i in range(count):
         result *= (top + i) / (bottom + i)

@@ -16,7 +16,6 @@ the saved random state: a resumed run sees the same prompts as an uninterrupted 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -43,8 +42,10 @@ class CurriculumSampler:
         progress: returns training progress in [0, 1] when a chunk is drawn; by default the share of
             `total_chunks` drawn so far (0 if not given).
         difficulty: online per-problem posteriors; None samples from the scored buckets as they are.
-        skip_solved: with online difficulty, never draw problems whose groups are almost surely all-pass.
-        solved_threshold: "almost surely": the posterior chance that a whole group passes.
+        skip_solved: with online difficulty, stop drawing problems that training shows solved.
+        solved_threshold: "solved": the posterior chance that a whole group passes is at least this. With
+            discounted evidence the chance stays below 1 (after many all-pass groups, Beta(17, 1) with the
+            default decay gives 0.68 for G = 8), so "more likely than not" is the practical bar.
         min_preference: floor of a problem's within-bucket weight (its chance of a useful group), so
             that no problem is starved on a possibly stale estimate.
     """
@@ -54,7 +55,7 @@ class CurriculumSampler:
                  schedule_options: dict | None = None, seed: int = 0,
                  progress: Callable[[], float] | None = None, total_chunks: int | None = None,
                  difficulty: OnlineDifficulty | None = None, skip_solved: bool = False,
-                 solved_threshold: float = 0.9, min_preference: float = 0.05, sharpness: float = 1.0):
+                 solved_threshold: float = 0.5, min_preference: float = 0.02, sharpness: float = 8.0):
         self.buckets = np.asarray(buckets, dtype=np.int64)
         self.pass_rates = np.asarray(pass_rates, dtype=float)
         if self.buckets.ndim != 1 or len(self.buckets) != len(self.pass_rates) or len(self.buckets) == 0:
@@ -84,16 +85,19 @@ class CurriculumSampler:
         self.chunks_per_pass = len(self.buckets) // batch_size
         self.total_chunks = total_chunks
         self._progress = progress
-        # Edges on the scale of the estimates (the prior shrinks toward 1/2), so nothing moves before evidence.
-        self._edges = _bucket_edges(self.buckets, self.current_pass_rates(), self.num_buckets)
+        # Edges on the scale of the estimates; a problem moves by the edges its estimate has crossed since
+        # the start, so the buckets are exactly the built ones until there is evidence (ties included).
+        initial = self.current_pass_rates()
+        self._edges = _bucket_edges(self.buckets, initial, self.num_buckets)
+        self._initial_position = _rebucket(initial, self._edges)
         self._rng = np.random.default_rng(seed)
         self._pass: list[list[int]] = []  # chunks drawn in the current pass
         self._replay = False  # set by load_state_dict: the next pass first replays self._pass
         self.chunks_drawn = 0
 
     @classmethod
-    def from_dataset(cls, dataset, *, online_difficulty: bool = True, prior_strength: float = 8.0,
-                     decay: float = 1.0, **kwargs) -> CurriculumSampler:
+    def from_dataset(cls, dataset, *, online_difficulty: bool = True, prior_strength: float = 16.0,
+                     decay: float = 0.5, drift_rate: float = 0.3, **kwargs) -> CurriculumSampler:
         """Build from a buckets dataset (columns `bucket`, `pass_rate`, and `n` if present)."""
         missing = {"bucket", "pass_rate"} - set(dataset.column_names)
         if missing:
@@ -103,7 +107,8 @@ class CurriculumSampler:
         difficulty = None
         if online_difficulty:
             trials = dataset["n"] if "n" in dataset.column_names else None
-            difficulty = OnlineDifficulty(pass_rates, trials, prior_strength=prior_strength, decay=decay)
+            difficulty = OnlineDifficulty(pass_rates, trials, prior_strength=prior_strength, decay=decay,
+                                          drift_rate=drift_rate)
         return cls(dataset["bucket"], pass_rates, difficulty=difficulty, **kwargs)
 
     def __len__(self) -> int:
@@ -135,7 +140,8 @@ class CurriculumSampler:
         """Static buckets, or with online difficulty the bucket each estimate falls in now (same edges)."""
         if self.difficulty is None:
             return self.buckets
-        return _rebucket(self.difficulty.mean(), self._edges)
+        moved = _rebucket(self.difficulty.mean(), self._edges) - self._initial_position
+        return np.clip(self.buckets + moved, 0, self.num_buckets - 1)
 
     def preference(self) -> np.ndarray:
         """Within-bucket weight of each problem: 1, or its chance of a non-zero advantage (0 = skipped)."""
@@ -241,21 +247,16 @@ class CurriculumSampler:
             self.difficulty.load_state_dict(state["difficulty"])
 
 
-def _bucket_edges(buckets: np.ndarray, pass_rates: np.ndarray, num_buckets: int) -> list[tuple[float, int]]:
-    """Pass-rate boundaries between consecutive non-empty buckets, as (edge, harder bucket) pairs."""
-    present = [k for k in range(num_buckets) if (buckets == k).any()]
+def _bucket_edges(buckets: np.ndarray, pass_rates: np.ndarray, num_buckets: int) -> np.ndarray:
+    """Pass-rate edges between consecutive buckets: the midpoint of bucket k's lowest and k+1's highest rate."""
     edges = []
-    for easier, harder in zip(present, present[1:], strict=False):
-        low = pass_rates[buckets == easier].min()
-        high = pass_rates[buckets == harder].max()
-        edges.append(((low + high) / 2, harder))
-    return [(math.inf, present[0])] + edges
+    for k in range(num_buckets - 1):
+        easier, harder = pass_rates[buckets == k], pass_rates[buckets == k + 1]
+        if len(easier) and len(harder):
+            edges.append((easier.min() + harder.max()) / 2)
+    return np.array(edges)
 
 
-def _rebucket(pass_rates: np.ndarray, edges: list[tuple[float, int]]) -> np.ndarray:
-    """The hardest bucket whose edge lies above each pass rate (edges descend, easiest bucket first)."""
-    thresholds = np.array([edge for edge, _ in edges[1:]])
-    labels = np.array([bucket for _, bucket in edges])
-    position = (pass_rates[:, None] < thresholds[None, :]).sum(axis=1) if len(thresholds) else np.zeros(
-        len(pass_rates), dtype=np.int64)
-    return labels[position]
+def _rebucket(pass_rates: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """How many edges lie above each pass rate: its bucket position on the edge scale (0 = easiest)."""
+    return (pass_rates[:, None] < edges[None, :]).sum(axis=1)

@@ -246,9 +246,12 @@ def schedule_names() -> list[str]:
 
 
 def get_schedule(name: str, **options) -> Schedule:
-    """The schedule registered as `name`, with its options checked now rather than at the first draw."""
+    """The schedule registered as `name` (root_p = root-p), with its options checked now, not at the first draw."""
+    name = name.strip().lower().replace("_", "-")
     if name == "adaptive":
         try:
+            if {"name", "fn", "options"} & set(options):
+                raise TypeError(f"unexpected option(s) {sorted({'name', 'fn', 'options'} & set(options))}")
             return AdaptiveSchedule(**options)
         except TypeError as error:
             raise ValueError(f"bad options for schedule 'adaptive': {error}") from error

@@ -15,12 +15,13 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
+import pickle
 import re
 import subprocess
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -149,7 +150,7 @@ _GOLD_CACHE: OrderedDict[str, list] = OrderedDict()
 
 
 def _as_latex(answer: str) -> str:
-    answer = answer.strip()
+    answer = answer.strip().removesuffix(".").strip()  # MATH golds such as "-\\frac{5}{3}."
     if len(answer) >= 2 and answer.startswith("$") and answer.endswith("$") and not answer.endswith("\\$"):
         return answer
     return f"${answer}$"
@@ -215,7 +216,7 @@ def _worker_main(task_fd: int, result_fd: int, parent_pid: int) -> None:
     outbox.send(("ready",))
     while True:
         try:
-            key, completion, gold, extraction = inbox.recv()
+            key, completion, gold, extraction = pickle.loads(inbox.recv_bytes())
         except (EOFError, OSError):
             return
         outbox.send((key, _judge(completion, gold, extraction)))
@@ -224,9 +225,14 @@ def _worker_main(task_fd: int, result_fd: int, parent_pid: int) -> None:
 # --------------------------------------------------------------------------------------------------------
 # The pool (caller side)
 
+#: Tasks queued ahead in a worker's pipe (saves a round trip per task), and the most bytes queued ahead:
+#: well under the 64 KiB pipe buffer, so sending never blocks on a worker that is stuck in a task.
+PREFETCH = 4
+PREFETCH_BYTES = 32 * 1024
+
 
 class _Worker:
-    """One worker process and its two pipes; `ready` once it has warmed up."""
+    """One worker process, its two pipes, and the tasks sent to it that have no answer yet (in order)."""
 
     def __init__(self) -> None:
         task_r, task_w = os.pipe()
@@ -243,6 +249,10 @@ class _Worker:
                 stdout=subprocess.DEVNULL,
                 env=env,
             )
+        except BaseException:
+            os.close(task_w)
+            os.close(result_r)
+            raise
         finally:
             os.close(task_r)
             os.close(result_w)
@@ -250,6 +260,16 @@ class _Worker:
         self.results = Connection(result_r, writable=False)
         self.started = time.monotonic()
         self.ready = False
+        self.inflight: deque[tuple[int, int]] = deque()  # (task index, message bytes)
+        self.head_since = 0.0  # when the task at the head of `inflight` started
+
+    def can_take(self, nbytes: int, queue_ahead: bool) -> bool:
+        if not self.ready:
+            return False
+        if not self.inflight:
+            return True  # idle: blocked in recv, it reads any size at once
+        queued = sum(size for _, size in self.inflight)
+        return queue_ahead and len(self.inflight) < PREFETCH and queued + nbytes <= PREFETCH_BYTES
 
     def kill(self) -> None:
         for conn in (self.tasks, self.results):
@@ -269,10 +289,12 @@ class _Worker:
 
 
 class VerifierPool:
-    """`size` worker processes judging tasks one at a time each, with a deadline per task.
+    """`size` worker processes, each judging its tasks in order, with a deadline per task.
 
-    One batch runs at a time (a lock serialises callers from several threads); within a batch every task
-    gets at most `timeout_s` of a worker's time, after which the worker is killed and a fresh one started.
+    A task's clock starts when its worker starts on it (when the previous answer arrives, or when it is sent
+    to an idle worker); after `timeout_s` the worker is killed, the task gets "timeout", the tasks queued
+    behind it go back to the queue, and a fresh worker starts. One batch runs at a time (a lock serialises
+    callers from several threads).
     """
 
     def __init__(self, size: int) -> None:
@@ -283,49 +305,57 @@ class VerifierPool:
         self._lock = threading.Lock()
         self._workers: list[_Worker] = []
 
-    def _spawn(self) -> _Worker:
-        worker = _Worker()
-        self._workers.append(worker)
-        return worker
+    def _spawn(self) -> None:
+        self._workers.append(_Worker())
 
-    def _drop(self, worker: _Worker) -> None:
+    def _retire(self, worker: _Worker, queue: list[int]) -> tuple[int, int] | None:
+        """Kill a worker; its queued-behind tasks go back to the queue; returns its head task, if any."""
         self._workers.remove(worker)
         worker.kill()
+        head = worker.inflight.popleft() if worker.inflight else None
+        queue.extend(index for index, _ in reversed(worker.inflight))
+        worker.inflight.clear()
+        return head
 
     def run(self, tasks: Sequence[tuple[str, str, str]], timeout_s: float) -> list[tuple[str, str | None, str]]:
         """Judge (completion, gold, extraction) tasks; returns (status, predicted, detail) per task."""
         with self._lock:
-            while len(self._workers) < min(self.size, len(tasks)):
+            while len(self._workers) < self.size:
                 self._spawn()
             results: list[tuple[str, str | None, str] | None] = [None] * len(tasks)
-            queue = list(range(len(tasks)))[::-1]
-            busy: dict[_Worker, tuple[int, float]] = {}  # worker -> (task index, deadline)
+            queue = list(range(len(tasks)))[::-1]  # a stack: next task at the end
             try:
-                self._loop(tasks, timeout_s, queue, busy, results)
+                self._loop(tasks, timeout_s, queue, results)
             except BaseException:
-                # A worker still busy would answer into the next batch: stop it (Ctrl-C, start-up failure).
-                for worker in list(busy):
-                    self._drop(worker)
+                # A worker with tasks in flight would answer into the next batch: stop it.
+                for worker in [w for w in self._workers if w.inflight]:
+                    self._retire(worker, queue)
+                    self._spawn()
                 raise
             return results  # type: ignore[return-value]
 
-    def _loop(self, tasks, timeout_s: float, queue: list[int], busy: dict, results: list) -> None:
-        while queue or busy:
+    def _loop(self, tasks, timeout_s: float, queue: list[int], results: list) -> None:
+        messages: dict[int, bytes] = {}
+        while queue or any(w.inflight for w in self._workers):
             for worker in self._workers:
-                if not queue:
-                    break
-                if worker.ready and worker not in busy:
-                    index = queue.pop()
-                    try:
-                        worker.tasks.send((index, *tasks[index]))
-                    except OSError:  # died while idle: retry the task on a fresh worker
-                        queue.append(index)
-                        self._drop(worker)
-                        self._spawn()
+                while queue:
+                    index = queue[-1]
+                    if index not in messages:
+                        messages[index] = pickle.dumps((index, *tasks[index]))
+                    # Near the end of a batch, no queueing ahead: a slow task must not hold others back.
+                    queue_ahead = len(queue) > PREFETCH * len(self._workers)
+                    if not worker.can_take(len(messages[index]), queue_ahead):
                         break
-                    busy[worker] = (index, time.monotonic() + timeout_s)
+                    try:
+                        worker.tasks.send_bytes(messages[index])
+                    except OSError:  # died: its tasks are requeued when its pipe reports EOF below
+                        break
+                    queue.pop()
+                    if not worker.inflight:
+                        worker.head_since = time.monotonic()
+                    worker.inflight.append((index, len(messages[index])))
             now = time.monotonic()
-            waits = [deadline - now for _, deadline in busy.values()]
+            waits = [w.head_since + timeout_s - now for w in self._workers if w.inflight]
             waits += [w.started + STARTUP_TIMEOUT_S - now for w in self._workers if not w.ready]
             ready = wait([w.results for w in self._workers], timeout=max(0.0, min(waits, default=0.0)))
             for conn in ready:
@@ -333,38 +363,36 @@ class VerifierPool:
                 try:
                     message = worker.results.recv()
                 except (EOFError, OSError):
-                    self._on_death(worker, busy, results)
+                    self._on_death(worker, queue, results)
                     continue
                 if message == ("ready",):
                     worker.ready = True
-                else:
-                    index, verdict = message
-                    results[index] = verdict
-                    busy.pop(worker, None)
+                    continue
+                index, verdict = message
+                results[index] = verdict
+                if worker.inflight and worker.inflight[0][0] == index:
+                    worker.inflight.popleft()
+                    worker.head_since = time.monotonic()
             now = time.monotonic()
-            for worker, (index, deadline) in list(busy.items()):
-                if now >= deadline:
-                    results[index] = ("timeout", None, f"no verdict within {timeout_s:g}s")
-                    del busy[worker]
-                    self._drop(worker)
+            for worker in list(self._workers):
+                if worker.inflight and now >= worker.head_since + timeout_s:
+                    head = self._retire(worker, queue)
+                    results[head[0]] = ("timeout", None, f"no verdict within {timeout_s:g}s")
                     self._spawn()
-            for worker in [w for w in self._workers if not w.ready]:
-                if now - worker.started > STARTUP_TIMEOUT_S:
-                    self._drop(worker)
+                elif not worker.ready and now - worker.started > STARTUP_TIMEOUT_S:
+                    self._retire(worker, queue)
                     raise VerificationError(f"a verification worker did not start in {STARTUP_TIMEOUT_S:g}s")
 
-    def _on_death(self, worker: _Worker, busy: dict, results: list) -> None:
+    def _on_death(self, worker: _Worker, queue: list[int], results: list) -> None:
         code = worker.process.poll()
-        self._drop(worker)
-        if worker in busy:
-            index, _ = busy.pop(worker)
-            results[index] = ("error", None, f"verification worker died (exit code {code})")
-            self._spawn()
-            return
-        if not worker.ready:
+        was_ready = worker.ready
+        head = self._retire(worker, queue)
+        if not was_ready:
             raise VerificationError(
                 f"a verification worker exited during start-up (exit code {code}); its stderr is above"
             )
+        if head is not None:
+            results[head[0]] = ("error", None, f"verification worker died (exit code {code})")
         self._spawn()
 
     def close(self) -> None:
@@ -379,12 +407,16 @@ _POOLS_LOCK = threading.Lock()
 
 
 def default_workers() -> int:
-    """One worker per available core, at most 8 (verification is a small share of a training step)."""
+    """One worker per available core, between 2 and 8.
+
+    At least two, so that while a worker killed for a timeout restarts (about a second) the next call is
+    served by the other one instead of waiting; at most 8, since verification is a small share of a step.
+    """
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    return max(1, min(8, cores))
+    return max(2, min(8, cores))
 
 
 def get_pool(workers: int | None = None) -> VerifierPool:

@@ -246,12 +246,20 @@ class LayerScheduleCallback(TrainerCallback):
             for role in roles[name]:
                 if isinstance(role, tuple):
                     self.params_by_layer.setdefault(role[1], []).append((name, param))
+        # model order: a fresh optimizer lists parameters in this order, and a checkpoint's optimizer state
+        # is matched to parameters by position, so the groups are kept in it after every change
+        self.order = {id(param): index for index, (_, param) in enumerate(model.named_parameters())}
         self.active: tuple[int, ...] = ()
         self.changes: list[dict] = []
 
     def set_initial(self, model, step: int) -> None:
-        """Before the optimizer exists (also when resuming): the layer set for `step`, nothing else."""
-        self.active = self.schedule.active(step)
+        """Before the optimizer exists: the layer set in force when step `step` was reached.
+
+        A checkpoint saved at step N holds the optimizer state of the set that made update N, i.e. the set
+        of step N-1; starting from that set lets the saved state load, and `on_step_begin(N)` then moves on
+        exactly as an uninterrupted run does.
+        """
+        self.active = self.schedule.active(max(0, step - 1))
         apply_selection(model, LayerSelection(self.active, self.selection.embeddings, self.selection.head))
 
     def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
@@ -263,19 +271,25 @@ class LayerScheduleCallback(TrainerCallback):
         leaving, joining = set(self.active) - set(target), set(target) - set(self.active)
         if not leaving and not joining:
             return set(), set()
+        gone = set()
         for layer in sorted(leaving):
             for _, param in self.params_by_layer.get(layer, []):
                 param.requires_grad_(False)
                 param.grad = None
+                gone.add(id(param))
                 if optimizer is not None:
-                    optimizer.state.pop(param, None)
-                    for group in optimizer.param_groups:
-                        group["params"] = [p for p in group["params"] if p is not param]
+                    optimizer.state.pop(param, None)  # frees the Adam moments of this parameter
+        if optimizer is not None and gone:
+            for group in optimizer.param_groups:
+                group["params"] = [p for p in group["params"] if id(p) not in gone]
         for layer in sorted(joining):
             for name, param in self.params_by_layer.get(layer, []):
                 param.requires_grad_(True)
                 if optimizer is not None:
                     self._group_for(optimizer, name)["params"].append(param)
+        if optimizer is not None:
+            for group in optimizer.param_groups:
+                group["params"].sort(key=lambda p: self.order.get(id(p), len(self.order)))
         self.active = target
         self.changes.append({"step": step, "active": list(target), "left": sorted(leaving),
                              "joined": sorted(joining)})

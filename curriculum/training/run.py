@@ -22,7 +22,7 @@ from curriculum.training.config import ConfigError, TrainSettings, resolve_grpo_
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-REQUIRED_COLUMNS = ("prompt", "bucket")
+REQUIRED_COLUMNS = ("id", "prompt", "answer", "bucket", "pass_rate")
 
 
 class TrainSetupError(ValueError):
@@ -146,8 +146,8 @@ def prepare(buckets: str | Path, model: str, out: str | Path, settings: TrainSet
             layer_callback.set_initial(trainer.model, start_step)
             trainer.add_callback(layer_callback)
             probes.append(lambda: {"layers/active": list(layer_callback.active)})
-            notes.append(f"layer schedule {settings.layer_schedule}: layers {list(layer_callback.active)} active "
-                         f"at step {start_step}")
+            notes.append(f"layer schedule {settings.layer_schedule} over layers {list(selection.layers)}; "
+                         f"starting with {list(layer_callback.active)}")
         else:
             notes.append(f"training layers {list(selection.layers)} (embeddings: {selection.embeddings}, head: "
                          f"{selection.head}): {counts['trainable']:,} of {counts['total']:,} parameters")

@@ -1,0 +1,245 @@
+"""The `hf` rollout engine: plain transformers, batched across problems, on CPU or GPU.
+
+Rollouts of many problems go through the model together: one `generate` per problem leaves most of the
+hardware idle. Two batching strategies, both from transformers:
+
+- `padded`: prompts sorted by length (so a batch wastes little padding), left padded, generated with the KV
+  cache in batches of `batch_size` sequences; the batch size is derived from free memory unless given.
+- `continuous`: transformers' continuous batching (`model.generate_batch`), which refills finished slots
+  with waiting sequences, so a sequence that stops early does not hold a slot until the longest one ends.
+
+`auto` uses continuous batching on GPU and padded batches on CPU (where continuous batching measured slower;
+see reports/bench_score.md), and falls back to padded batches if continuous batching fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Literal
+
+from curriculum.rollout.base import Completion, Messages, RolloutError, Sampling
+
+logger = logging.getLogger(__name__)
+
+BatchMode = Literal["auto", "padded", "continuous"]
+_CPU_MAX_BATCH = 64
+_GPU_MAX_BATCH = 512
+
+
+class HFEngine:
+    """Rollouts with transformers' `generate` (see the module docstring for the batching strategies)."""
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        batch_size: int | None = None,
+        mode: BatchMode = "auto",
+        memory_fraction: float = 0.5,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if mode not in ("auto", "padded", "continuous"):
+            raise ValueError(f"unknown hf batching mode {mode!r}; expected auto, padded or continuous")
+        if batch_size is not None and int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.model_path = str(model)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = _pick_dtype(dtype, self.device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        except Exception as error:  # noqa: BLE001 - any load failure becomes one line for the CLI
+            raise RolloutError(f"cannot load the tokenizer of {self.model_path}: {error}") from error
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise RolloutError(
+                f"model {self.model_path} has no chat template; scoring needs one to format prompts "
+                "(use an instruct/chat model)"
+            )
+        try:
+            self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype)
+        except Exception as error:  # noqa: BLE001
+            raise RolloutError(f"cannot load model {self.model_path}: {error}") from error
+        self.model.to(self.device).eval()
+        self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self.batch_size = int(batch_size) if batch_size else None
+        self.memory_fraction = memory_fraction
+        self.mode: BatchMode = mode
+        if mode == "auto":
+            self.mode = "continuous" if self.device.type == "cuda" else "padded"
+
+    # -- protocol ------------------------------------------------------------------------------------------
+
+    def generate(self, prompts: Sequence[Messages], n: int, sampling: Sampling) -> list[list[Completion]]:
+        return self.generate_tokens([self.encode(messages) for messages in prompts], n, sampling)
+
+    def generate_tokens(self, prompt_ids: Sequence[Sequence[int]], n: int, sampling: Sampling) -> list[list[Completion]]:
+        """`generate` for prompts already tokenized (e.g. a raw-text prompt from an OpenAI-style server)."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        prompt_ids = [list(ids) for ids in prompt_ids]
+        if not prompt_ids:
+            return []
+        if self.mode == "continuous":
+            try:
+                return self._generate_continuous(prompt_ids, n, sampling)
+            except Exception as error:  # noqa: BLE001 - fall back to the always-available strategy
+                logger.warning("continuous batching failed (%s); falling back to padded batches", error)
+                self.mode = "padded"
+        return self._generate_padded(prompt_ids, n, sampling)
+
+    def close(self) -> None:
+        self.model = None
+
+    # -- helpers -------------------------------------------------------------------------------------------
+
+    def encode(self, messages: Messages) -> list[int]:
+        """The prompt's token ids under the model's chat template, ready for the assistant's turn."""
+        ids = self.tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+        return list(ids)
+
+    def _generation_config(self, sampling: Sampling, **extra):
+        from transformers import GenerationConfig
+
+        greedy = sampling.temperature <= 0
+        return GenerationConfig(
+            do_sample=not greedy,
+            temperature=None if greedy else sampling.temperature,
+            top_p=None if greedy else sampling.top_p,
+            top_k=None,
+            max_new_tokens=sampling.max_tokens,
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.pad_id,
+            **extra,
+        )
+
+    def _completion(self, tokens: Sequence[int], max_tokens: int) -> Completion:
+        tokens = list(tokens)
+        stop = next((i for i, token in enumerate(tokens) if token in self.eos_ids), None)
+        if stop is not None:
+            kept, num_tokens, reason = tokens[:stop], stop + 1, "stop"
+        else:
+            kept = tokens[:max_tokens]
+            num_tokens, reason = len(kept), "length"
+        text = self.tokenizer.decode(kept, skip_special_tokens=True)
+        return Completion(text=text, num_tokens=num_tokens, finish_reason=reason)
+
+    def pick_batch_size(self, max_prompt_tokens: int, max_new_tokens: int) -> int:
+        """Sequences per padded batch: the given size, else what fits the KV cache in free memory."""
+        if self.batch_size:
+            return self.batch_size
+        config = self.model.config
+        layers = getattr(config, "num_hidden_layers", 32)
+        heads = getattr(config, "num_attention_heads", 32)
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        element = self.model.dtype.itemsize if hasattr(self.model.dtype, "itemsize") else 4
+        per_token = 2 * layers * kv_heads * head_dim * element
+        # KV cache plus a margin for activations and the float32 logits of the step being sampled.
+        per_sequence = per_token * (max_prompt_tokens + max_new_tokens) * 1.5 + config.vocab_size * 4 * 4
+        free, cap = _free_memory(self.device), (_GPU_MAX_BATCH if self.device.type == "cuda" else _CPU_MAX_BATCH)
+        return int(max(1, min(cap, free * self.memory_fraction // per_sequence)))
+
+    def _generate_padded(self, prompt_ids: list[list[int]], n: int, sampling: Sampling) -> list[list[Completion]]:
+        import torch
+
+        torch.manual_seed(sampling.seed)
+        # One row per (prompt, sample), longest prompts first: a batch holds prompts of similar length
+        # (little padding) and the first batch is the largest, so memory trouble shows at once.
+        rows = sorted(((i, j) for i in range(len(prompt_ids)) for j in range(n)),
+                      key=lambda row: (-len(prompt_ids[row[0]]), row[0], row[1]))
+        batch = self.pick_batch_size(max(len(ids) for ids in prompt_ids), sampling.max_tokens)
+        config = self._generation_config(sampling)
+        results: list[list[Completion | None]] = [[None] * n for _ in prompt_ids]
+        for start in range(0, len(rows), batch):
+            chunk = rows[start:start + batch]
+            width = max(len(prompt_ids[i]) for i, _ in chunk)
+            input_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+            attention = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, (i, _) in enumerate(chunk):
+                ids = prompt_ids[i]
+                input_ids[row, width - len(ids):] = torch.tensor(ids)
+                attention[row, width - len(ids):] = 1
+            with torch.inference_mode():
+                output = self.model.generate(
+                    input_ids=input_ids.to(self.device),
+                    attention_mask=attention.to(self.device),
+                    generation_config=config,
+                )
+            generated = output[:, width:].tolist()
+            for row, (i, j) in enumerate(chunk):
+                results[i][j] = self._completion(generated[row], sampling.max_tokens)
+        return results  # type: ignore[return-value]
+
+    def _generate_continuous(
+        self, prompt_ids: list[list[int]], n: int, sampling: Sampling
+    ) -> list[list[Completion]]:
+        from transformers import ContinuousBatchingConfig
+
+        config = self._generation_config(sampling, num_return_sequences=n)
+        outputs = self.model.generate_batch(
+            inputs=prompt_ids,
+            generation_config=config,
+            continuous_batching_config=ContinuousBatchingConfig(seed=sampling.seed),
+            progress_bar=False,
+        )
+        results: list[list[Completion]] = [[] for _ in prompt_ids]
+        for request_id, output in outputs.items():
+            if output.error is not None:
+                raise RuntimeError(f"request {request_id} failed: {output.error}")
+            index = int(request_id.split("__child#")[0].removeprefix("req_"))
+            results[index].append(self._completion(output.generated_tokens, sampling.max_tokens))
+        missing = [i for i, completions in enumerate(results) if len(completions) != n]
+        if missing:
+            raise RuntimeError(f"continuous batching returned no result for {len(missing)} prompt(s)")
+        return results
+
+
+def _pick_dtype(dtype: str | None, device):
+    """bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU (bf16 matmuls are slow on most CPUs)."""
+    import torch
+
+    if dtype not in (None, "auto"):
+        try:
+            return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(
+                dtype, getattr(torch, str(dtype))
+            )
+        except AttributeError as error:
+            raise ValueError(f"unknown dtype {dtype!r}; expected bf16, fp16, fp32 or a torch dtype name") from error
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    ids: list[int] = []
+    for source in (model.generation_config.eos_token_id, tokenizer.eos_token_id):
+        if source is None:
+            continue
+        for token in source if isinstance(source, list | tuple) else [source]:
+            if token not in ids:
+                ids.append(int(token))
+    if not ids:
+        raise RolloutError("the model declares no end-of-sequence token; completions could never stop")
+    return ids
+
+
+def _free_memory(device) -> int:
+    import torch
+
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30

@@ -1,0 +1,101 @@
+"""The hf engine on the tiny offline model: shapes, batching that does not change answers, seeds, stops."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from curriculum.prompts import DEFAULT_TEMPLATE
+from curriculum.rollout import RolloutError, Sampling, get_engine
+from curriculum.rollout.hf import HFEngine
+
+PROBLEMS = ["What is 1 + 1?", "Compute 12 * 7 - 3, then add the digits of the result together.", "2?",
+            "A farmer has 17 sheep and all but 9 run away. How many are left?", "What is 100 - 1?"]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir):
+    engine = HFEngine(str(tiny_model_dir), batch_size=4)
+    yield engine
+    engine.close()
+
+
+def prompts(count=len(PROBLEMS)):
+    return [DEFAULT_TEMPLATE.messages(problem) for problem in PROBLEMS[:count]]
+
+
+def test_returns_n_completions_per_prompt_in_prompt_order(engine):
+    out = engine.generate(prompts(), 3, Sampling(max_tokens=12, seed=1))
+    assert len(out) == len(PROBLEMS)
+    for group in out:
+        assert len(group) == 3
+        for completion in group:
+            assert 1 <= completion.num_tokens <= 12
+            assert completion.finish_reason in ("stop", "length")
+            assert (completion.finish_reason == "length") == (completion.num_tokens == 12 and completion.truncated)
+            assert isinstance(completion.text, str)
+
+
+def test_batching_across_problems_gives_the_same_greedy_answers_as_one_at_a_time(engine):
+    # Left padding and length sorting must not change what each prompt generates.
+    greedy = Sampling(temperature=0.0, max_tokens=10)
+    batched = engine.generate(prompts(), 2, greedy)
+    for index, messages in enumerate(prompts()):
+        alone = engine.generate([messages], 1, greedy)[0][0]
+        assert batched[index][0].text == alone.text
+        assert batched[index][1].text == alone.text
+
+
+def test_same_seed_same_samples_other_seed_other_samples(engine):
+    first = engine.generate(prompts(2), 4, Sampling(max_tokens=12, seed=7, temperature=1.0))
+    again = engine.generate(prompts(2), 4, Sampling(max_tokens=12, seed=7, temperature=1.0))
+    other = engine.generate(prompts(2), 4, Sampling(max_tokens=12, seed=8, temperature=1.0))
+    texts = lambda out: [c.text for group in out for c in group]  # noqa: E731
+    assert texts(first) == texts(again)
+    assert texts(first) != texts(other)
+
+
+def test_completion_stops_at_end_of_sequence_and_counts_it(engine):
+    eos = engine.eos_ids[0]
+    a, b = engine.tokenizer.convert_tokens_to_ids(["4", "2"])
+    stopped = engine._completion([a, b, eos, engine.pad_id, engine.pad_id], max_tokens=5)
+    assert (stopped.text, stopped.num_tokens, stopped.finish_reason) == ("42", 3, "stop")
+    cut = engine._completion([a, b, a], max_tokens=3)
+    assert (cut.text, cut.num_tokens, cut.finish_reason) == ("424", 3, "length")
+
+
+def test_batch_size_from_free_memory_is_bounded(tiny_model_dir):
+    engine = HFEngine(str(tiny_model_dir))
+    size = engine.pick_batch_size(max_prompt_tokens=400, max_new_tokens=512)
+    assert 1 <= size <= 64
+    assert engine.mode == "padded"  # CPU default
+    out = engine.generate(prompts(2), 2, Sampling(max_tokens=4))
+    assert [len(group) for group in out] == [2, 2]
+
+
+def test_continuous_batching_mode_returns_every_sample(tiny_model_dir):
+    engine = HFEngine(str(tiny_model_dir), mode="continuous")
+    out = engine.generate(prompts(3), 2, Sampling(max_tokens=6, seed=3))
+    assert [len(group) for group in out] == [2, 2, 2]
+    assert all(1 <= c.num_tokens <= 6 for group in out for c in group)
+
+
+def test_model_without_chat_template_is_a_clear_error(tiny_model_dir, tmp_path):
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_model_dir, plain)
+    config_path = plain / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("chat_template", None)
+    config_path.write_text(json.dumps(config))
+    (plain / "chat_template.jinja").unlink(missing_ok=True)
+    with pytest.raises(RolloutError, match="no chat template"):
+        get_engine("hf", str(plain))
+
+
+def test_factory_rejects_unknown_engines_and_options(tiny_model_dir):
+    with pytest.raises(RolloutError, match="unknown engine"):
+        get_engine("tgi", str(tiny_model_dir))
+    with pytest.raises(RolloutError, match="unknown option.*batchsize.*accepted: .*batch_size"):
+        get_engine("hf", str(tiny_model_dir), batchsize=4)

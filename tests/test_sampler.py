@@ -1,0 +1,198 @@
+"""The curriculum sampler: TRL's repeat structure, determinism by seed, exact continuation after a state
+round trip (through JSON, as in a checkpoint), the schedule's mixture, and online difficulty at work."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from curriculum.difficulty import OnlineDifficulty
+from curriculum.sampler import CurriculumSampler
+from curriculum.schedules import SCHEDULES, schedule_names
+
+
+def pool(count: int = 40, buckets: int = 4, seed: int = 0):
+    """Pass rates spread over (0, 1) and quantile buckets, easiest first."""
+    rates = np.random.default_rng(seed).uniform(0.05, 0.95, count)
+    order = np.argsort(-rates, kind="stable")
+    assigned = np.empty(count, dtype=np.int64)
+    assigned[order] = np.arange(count) * buckets // count
+    return assigned, rates
+
+
+def sampler(schedule="linear", *, online=False, seed=0, count=40, batch_size=4, mini=2, repeat=1, **kwargs):
+    buckets, rates = pool(count)
+    difficulty = OnlineDifficulty(rates, [8] * count) if online else None
+    return CurriculumSampler(buckets, rates, mini_repeat_count=mini, batch_size=batch_size, repeat_count=repeat,
+                             schedule=schedule, seed=seed, difficulty=difficulty, **kwargs)
+
+
+def chunks_of(indices, size):
+    return [indices[i:i + size] for i in range(0, len(indices), size)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(mini=st.integers(1, 4), batch_size=st.integers(1, 6), repeat=st.integers(1, 3),
+       name=st.sampled_from(schedule_names()), online=st.booleans())
+def test_output_has_trl_repeat_structure(mini, batch_size, repeat, name, online):
+    from trl.trainer.utils import RepeatSampler
+
+    s = sampler(name, online=online, batch_size=batch_size, mini=mini, repeat=repeat, count=23)
+    reference = RepeatSampler(list(range(23)), mini_repeat_count=mini, batch_size=batch_size, repeat_count=repeat)
+    indices = list(s)
+    assert len(indices) == len(s) == len(reference) == len(list(reference))
+    for chunk in chunks_of(indices, batch_size * mini * repeat):
+        block = chunk[: batch_size * mini]
+        assert chunk == block * repeat  # the whole generation batch repeats (num_iterations × steps_per_generation)
+        distinct = block[::mini]
+        assert block == [i for i in distinct for _ in range(mini)]  # each prompt num_generations times in a row
+        assert len(set(distinct)) == batch_size  # distinct problems within a generation batch
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), name=st.sampled_from(schedule_names()), online=st.booleans())
+def test_same_seed_same_order(seed, name, online):
+    first = list(itertools.islice(iter(sampler(name, online=online, seed=seed, total_chunks=30)), 200))
+    second = list(itertools.islice(iter(sampler(name, online=online, seed=seed, total_chunks=30)), 200))
+    assert first == second
+
+
+def test_different_seeds_differ():
+    assert list(sampler("uniform", seed=1)) != list(sampler("uniform", seed=2))
+
+
+def drive(s, *, chunks: int, outcome_seed: int, start: int = 0, skip: int = 0):
+    """Consume `chunks` generation batches the way the trainer does: take a chunk, observe its groups.
+
+    `skip` leading chunks are consumed without observing (the trainer's fast-forward on resume);
+    outcomes depend only on (chunk number, problem), so two runs over the same draws see the same rewards.
+    """
+    size = s.batch_size * s.mini_repeat_count * s.repeat_count
+    iterator, drawn, number = iter(s), [], start
+    while len(drawn) < chunks:
+        try:
+            chunk = [next(iterator) for _ in range(size)]
+        except StopIteration:  # a pass is over: the trainer starts the next epoch
+            iterator = iter(s)
+            continue
+        if skip:
+            skip -= 1
+            continue
+        problems = chunk[: s.batch_size * s.mini_repeat_count : s.mini_repeat_count]
+        outcomes = [int(np.random.default_rng([outcome_seed, number, p]).integers(0, s.mini_repeat_count + 1))
+                    for p in problems]
+        s.observe(problems, outcomes, [s.mini_repeat_count] * len(problems))
+        drawn.append(problems)
+        number += 1
+    return drawn
+
+
+@settings(max_examples=40, deadline=None)
+@given(name=st.sampled_from(schedule_names()), online=st.booleans(), seed=st.integers(0, 1000),
+       stop=st.integers(1, 25), outcome_seed=st.integers(0, 1000))
+def test_state_round_trip_continues_the_identical_sequence(name, online, seed, stop, outcome_seed):
+    total = 30  # 40 problems / 4 per chunk = 10 chunks per pass: several passes, stops mid-pass and at its end
+    uninterrupted = drive(sampler(name, online=online, seed=seed, total_chunks=total), chunks=total,
+                          outcome_seed=outcome_seed)
+
+    original = sampler(name, online=online, seed=seed, total_chunks=total)
+    before = drive(original, chunks=stop, outcome_seed=outcome_seed)
+    state = json.loads(json.dumps(original.state_dict()))  # what a checkpoint holds
+
+    resumed = sampler(name, online=online, seed=seed + 1, total_chunks=total)  # seed comes from the state
+    resumed.load_state_dict(state)
+    after = drive(resumed, chunks=total - stop, outcome_seed=outcome_seed, start=stop,
+                  skip=stop % resumed.chunks_per_pass)
+    assert before + after == uninterrupted
+
+
+def test_uniform_matches_size_proportional_sampling():
+    buckets = np.repeat([0, 1, 2, 3], [10, 20, 30, 40])
+    rates = np.linspace(0.9, 0.1, 100)
+    s = CurriculumSampler(buckets, rates, mini_repeat_count=1, batch_size=5, schedule="uniform", seed=3)
+    assert np.allclose(s.probabilities(), 1 / 100)  # every problem equally likely
+    counts = np.zeros(4)
+    for _ in range(40):
+        counts += np.bincount(buckets[list(s)], minlength=4)
+    expected = np.array([10, 20, 30, 40]) / 100 * counts.sum()
+    chi_square = float(((counts - expected) ** 2 / expected).sum())
+    assert chi_square < 16.3  # 3 degrees of freedom, p = 0.001
+
+
+def test_linear_first_batches_come_from_bucket_0_and_every_bucket_is_reached():
+    s = sampler("linear", total_chunks=40)
+    buckets = s.buckets
+    drawn = drive(s, chunks=40, outcome_seed=0)
+    assert {int(buckets[i]) for chunk in drawn[:2] for i in chunk} == {0}
+    assert {int(buckets[i]) for chunk in drawn for i in chunk} == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_describe_reports_the_mixture(name):
+    info = sampler(name, total_chunks=10).describe()
+    assert info["schedule"] == name and info["progress"] == 0.0
+    assert sum(info["weights"]) == pytest.approx(1.0) and len(info["weights"]) == 4
+    assert ("competence" in info) == (name in ("linear", "root-p", "exp"))
+
+
+def test_online_difficulty_learns_rebuckets_and_skips_solved():
+    s = sampler("uniform", online=True, skip_solved=True, mini=8)
+    hard = int(np.flatnonzero(s.buckets == 3)[0])
+    before = s.current_pass_rates()[hard]
+    assert (s.current_buckets() == s.buckets).all()  # nothing moves before evidence
+    for _ in range(6):
+        s.observe([hard], [8], [8])  # the model now solves it every time
+    assert s.current_pass_rates()[hard] > before
+    assert s.current_buckets()[hard] < 3
+    assert s.probabilities()[hard] == 0.0  # certainly solved: skipped
+    assert s.describe()["skipped"] >= 1
+
+
+def test_online_preference_favours_problems_likely_to_give_an_advantage():
+    buckets = np.zeros(3, dtype=np.int64)
+    rates = np.array([0.02, 0.5, 0.98])
+    s = CurriculumSampler(buckets, rates, mini_repeat_count=8, schedule="uniform",
+                          difficulty=OnlineDifficulty(rates, [64] * 3))
+    probabilities = s.probabilities()
+    assert probabilities.argmax() == 1 and probabilities.min() > 0
+
+
+def test_shared_shift_moves_unseen_problems_too():
+    rates = np.full(20, 0.3)
+    difficulty = OnlineDifficulty(rates, [16] * 20)
+    difficulty.update(list(range(10)), [8] * 10, [8] * 10)  # the first half: all solved
+    assert difficulty.shift > 0
+    untouched = OnlineDifficulty(rates, [16] * 20)
+    assert difficulty.mean()[15] > untouched.mean()[15]  # never observed, yet estimated easier
+
+
+def test_zero_advantage_probability_in_closed_form():
+    # with a very confident prior the posterior predictive matches p^G + (1 - p)^G
+    difficulty = OnlineDifficulty([0.1, 0.5], [10**6] * 2, prior_strength=10**6)
+    same = 1 - difficulty.informativeness(8)
+    assert same == pytest.approx([0.1**8 + 0.9**8, 2 * 0.5**8], rel=1e-3)
+
+
+def test_state_from_another_setup_is_refused():
+    state = sampler("linear").state_dict()
+    with pytest.raises(ValueError, match="schedule"):
+        sampler("uniform").load_state_dict(state)
+    with pytest.raises(ValueError, match="problems"):
+        sampler("linear", count=30).load_state_dict(state)
+    with pytest.raises(ValueError, match="batch_size"):
+        sampler("linear", batch_size=2).load_state_dict(state)
+
+
+def test_bad_construction_is_refused():
+    buckets, rates = pool(10)
+    with pytest.raises(ValueError, match="distinct problems"):
+        CurriculumSampler(buckets, rates, mini_repeat_count=2, batch_size=11)
+    with pytest.raises(ValueError, match="online difficulty"):
+        CurriculumSampler(buckets, rates, mini_repeat_count=2, skip_solved=True)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        CurriculumSampler(buckets, rates, mini_repeat_count=2, schedule="nope")

@@ -52,6 +52,7 @@ class OnlineDifficulty:
         self.successes = np.zeros(len(pass_rates))
         self.failures = np.zeros(len(pass_rates))
         self.observations = np.zeros(len(pass_rates), dtype=np.int64)
+        self._posterior: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.prior_logit)
@@ -64,17 +65,24 @@ class OnlineDifficulty:
         """m · decay^(groups seen): the score is old evidence too, discounted like the rest."""
         return self.weight * self.decay ** self.observations
 
+    def posterior(self) -> tuple[np.ndarray, np.ndarray]:
+        """(α, β) for every problem, recomputed only after new evidence."""
+        if self._posterior is None:
+            weight, mean = self.prior_weight(), self.prior_mean()
+            self._posterior = (1.0 + weight * mean + self.successes, 1.0 + weight * (1.0 - mean) + self.failures)
+        return self._posterior
+
     @property
     def alpha(self) -> np.ndarray:
-        return 1.0 + self.prior_weight() * self.prior_mean() + self.successes
+        return self.posterior()[0]
 
     @property
     def beta(self) -> np.ndarray:
-        return 1.0 + self.prior_weight() * (1.0 - self.prior_mean()) + self.failures
+        return self.posterior()[1]
 
     def mean(self) -> np.ndarray:
         """The current pass-rate estimate E[p] = α / (α + β)."""
-        alpha, beta = self.alpha, self.beta
+        alpha, beta = self.posterior()
         return alpha / (alpha + beta)
 
     def update(self, indices: Sequence[int], successes: Sequence[float], trials: Sequence[float]) -> None:
@@ -99,20 +107,21 @@ class OnlineDifficulty:
             self.successes[i] = self.decay * self.successes[i] + k
             self.failures[i] = self.decay * self.failures[i] + (n - k)
             self.observations[i] += 1
+        self._posterior = None
 
     def all_pass_probability(self, group_size: int) -> np.ndarray:
         """E[p^G] = Π_{i<G} (α + i) / (α + β + i): the chance a whole group of G passes."""
-        alpha, beta = self.alpha, self.beta
+        alpha, beta = self.posterior()
         return _rising_ratio(alpha, alpha + beta, group_size)
 
     def all_fail_probability(self, group_size: int) -> np.ndarray:
         """E[(1 - p)^G] = Π_{i<G} (β + i) / (α + β + i): the chance a whole group of G fails."""
-        alpha, beta = self.alpha, self.beta
+        alpha, beta = self.posterior()
         return _rising_ratio(beta, alpha + beta, group_size)
 
     def informativeness(self, group_size: int) -> np.ndarray:
         """1 - E[p^G] - E[(1 - p)^G]: the chance a group of G has a non-zero advantage."""
-        alpha, beta = self.alpha, self.beta
+        alpha, beta = self.posterior()
         same = _rising_ratio(alpha, alpha + beta, group_size) + _rising_ratio(beta, alpha + beta, group_size)
         return np.clip(1.0 - same, 0.0, 1.0)
 
@@ -128,6 +137,7 @@ class OnlineDifficulty:
         self.successes = np.asarray(state["successes"], dtype=float)
         self.failures = np.asarray(state["failures"], dtype=float)
         self.observations = np.asarray(state["observations"], dtype=np.int64)
+        self._posterior = None
 
 
 def _rising_ratio(top: np.ndarray, bottom: np.ndarray, count: int) -> np.ndarray:

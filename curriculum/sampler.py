@@ -200,7 +200,8 @@ class CurriculumSampler:
             keys = np.log(probabilities) + self._rng.gumbel(size=len(probabilities))
         available = int((probabilities > 0).sum())
         take = min(self.batch_size, available)
-        chosen = np.argsort(-keys, kind="stable")[:take]
+        top = np.argpartition(-keys, take - 1)[:take]
+        chosen = top[np.argsort(-keys[top], kind="stable")]
         chunk = [int(i) for i in chosen]
         if take < self.batch_size:  # fewer eligible problems than a chunk needs: repeat some
             extra = self._rng.choice(len(probabilities), self.batch_size - take, p=probabilities)

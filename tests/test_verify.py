@@ -209,3 +209,16 @@ def test_workers_survive_a_timeout():
     assert check(r"\boxed{12}", "12", timeout_s=BOUND_S).status == "correct"
     verdicts = check_batch([r"\boxed{" + str(i) + "}" for i in range(20)], [str(i) for i in range(20)])
     assert all(v.correct for v in verdicts)
+
+
+def test_concurrent_callers_get_their_own_verdicts():
+    from concurrent.futures import ThreadPoolExecutor
+
+    def job(offset: int) -> list[str]:
+        completions = [rf"\boxed{{{offset + i}}}" for i in range(10)]
+        golds = [str(offset + i) if i % 2 == 0 else "-1" for i in range(10)]
+        return [v.status for v in check_batch(completions, golds)]
+
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        outcomes = list(executor.map(job, [100, 200, 300, 400]))
+    assert outcomes == [["correct", "wrong"] * 5] * 4

@@ -173,7 +173,7 @@ def in_trainer(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_tiny_model(Path(tmp) / "model")
         config = GRPOConfig(output_dir=str(Path(tmp) / "run"), use_cpu=True, report_to=[], bf16=False,
-                            per_device_train_batch_size=args.batch * args.group, num_generations=args.group,
+                            per_device_train_batch_size=4 * args.group, num_generations=args.group,
                             max_completion_length=16, max_steps=args.trainer_steps, logging_steps=1,
                             save_strategy="no", disable_tqdm=True)
         trainer = CurriculumGRPOTrainer(model=str(model_dir), reward_funcs=[digit], args=config,
@@ -208,7 +208,8 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=8, help="completions per prompt (num_generations)")
     parser.add_argument("--gain", type=float, default=2.0, help="logit gain of the simulated model over training")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--trainer-steps", type=int, default=10, help="tiny-model trainer steps (0 to skip)")
+    parser.add_argument("--trainer-steps", type=int, default=8,
+                        help="steps of a real trainer run on the tiny model, 4 prompts per step (0 to skip)")
     parser.add_argument("--out", type=Path, default=Path("reports/bench_schedules.json"))
     args = parser.parse_args()
 

@@ -102,7 +102,7 @@ def warm_pool(warm_items, workers: int) -> float:
     every configuration is measured as a long-lived process meeting new completions, as in training).
     Returns the pool's start-up time."""
     shutdown()
-    _, startup_s = timed(lambda: get_pool(workers).run([("1", "1", "auto")], DEFAULT_TIMEOUT_S))
+    _, startup_s = timed(lambda: get_pool(workers).start())
     check_batch([c for c, _, _ in warm_items], [g for _, g, _ in warm_items], workers=workers)
     clear_cache()
     return startup_s
@@ -131,8 +131,9 @@ def baseline_main(kind: str, items_path: Path) -> None:
             return [_judge(c, g, "auto")[0] for c, g, _ in items]
 
         judge(data["warm"])
+        cpu = time.process_time()
         statuses, seconds = timed(lambda: judge(data["items"]))
-        print(json.dumps({"seconds": seconds, "statuses": statuses}))
+        print(json.dumps({"seconds": seconds, "cpu_s": time.process_time() - cpu, "statuses": statuses}))
         return
     from trl.rewards import accuracy_reward, get_cosine_scaled_reward
 
@@ -149,10 +150,22 @@ def baseline_main(kind: str, items_path: Path) -> None:
     print(json.dumps({"seconds": seconds, "accuracy": accuracy}))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_single_vs_pool(warm_items, items, workers: int) -> dict:
     single = run_baseline("single", warm_items, items, 0)
     startup_s = warm_pool(warm_items, workers)
+    pids = [worker.pid for worker in get_pool(workers)._workers]
+    cpu = time.process_time() + sum(cpu_seconds(pid) for pid in pids)
     pooled, pool_s = timed(lambda: check_batch([c for c, _, _ in items], [g for _, g, _ in items], workers=workers))
+    pool_cpu = time.process_time() + sum(cpu_seconds(pid) for pid in pids) - cpu
     agreement = sum(s == v.status for s, v in zip(single["statuses"], pooled, strict=True)) / len(items)
     statuses, by_kind = {}, {}
     for (_, _, kind), verdict in zip(items, pooled, strict=True):
@@ -163,6 +176,10 @@ def bench_single_vs_pool(warm_items, items, workers: int) -> dict:
         "pool_per_s": len(items) / pool_s,
         "pool_vs_single_speedup": single["seconds"] / pool_s,
         "pool_startup_s": startup_s,
+        # CPU seconds spent on the same items (dispatcher + workers vs one process): the pool's overhead,
+        # which is what limits the speed-up on an idle machine.
+        "single_cpu_s": single["cpu_s"],
+        "pool_cpu_s": pool_cpu,
         "pool_single_agreement": agreement,
         "statuses": statuses,
         "correct_rate_by_kind": {kind: sum(v) / len(v) for kind, v in sorted(by_kind.items())},
@@ -226,7 +243,7 @@ PATHOLOGICAL = {
 
 
 def bench_latency(bound_s: float, workers: int) -> dict:
-    get_pool(workers).run([("1", "1", "auto")], bound_s)
+    get_pool(workers).start()
     per_input = {}
     for name, completion in PATHOLOGICAL.items():
         clear_cache()
@@ -284,6 +301,8 @@ def render_markdown(r: dict) -> str:
         ("verification, single process", f"{r['single_process_per_s']:.1f} completions/s", ""),
         (f"verification, pool of {r['workers']}", f"{r['pool_per_s']:.1f} completions/s",
          f"{r['pool_vs_single_speedup']:.2f}x vs single"),
+        ("CPU time for the same items, single vs pool", f"{r['single_cpu_s']:.1f} s vs {r['pool_cpu_s']:.1f} s",
+         "dispatcher + workers"),
         ("accuracy + cosine, TRL rewards (verify twice)", f"{r['trl_rewards_per_s']:.1f} completions/s",
          f"{r['verifications_trl']} verifications"),
         ("accuracy + cosine, ours (shared cache, pool)", f"{r['ours_rewards_per_s']:.1f} completions/s",

@@ -53,6 +53,8 @@ class OnlineDifficulty:
         self.failures = np.zeros(len(pass_rates))
         self.observations = np.zeros(len(pass_rates), dtype=np.int64)
         self._posterior: tuple[np.ndarray, np.ndarray] | None = None
+        self._posterior_shift = 0.0
+        self._agreement: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.prior_logit)
@@ -67,9 +69,11 @@ class OnlineDifficulty:
 
     def posterior(self) -> tuple[np.ndarray, np.ndarray]:
         """(α, β) for every problem, recomputed only after new evidence."""
-        if self._posterior is None:
+        if self._posterior is None or self._posterior_shift != self.shift:
             weight, mean = self.prior_weight(), self.prior_mean()
             self._posterior = (1.0 + weight * mean + self.successes, 1.0 + weight * (1.0 - mean) + self.failures)
+            self._posterior_shift = self.shift
+            self._agreement = {}
         return self._posterior
 
     @property
@@ -111,19 +115,23 @@ class OnlineDifficulty:
 
     def all_pass_probability(self, group_size: int) -> np.ndarray:
         """E[p^G] = Π_{i<G} (α + i) / (α + β + i): the chance a whole group of G passes."""
-        alpha, beta = self.posterior()
-        return _rising_ratio(alpha, alpha + beta, group_size)
+        return self._group_agreement(group_size)[0]
 
     def all_fail_probability(self, group_size: int) -> np.ndarray:
         """E[(1 - p)^G] = Π_{i<G} (β + i) / (α + β + i): the chance a whole group of G fails."""
-        alpha, beta = self.posterior()
-        return _rising_ratio(beta, alpha + beta, group_size)
+        return self._group_agreement(group_size)[1]
 
     def informativeness(self, group_size: int) -> np.ndarray:
         """1 - E[p^G] - E[(1 - p)^G]: the chance a group of G has a non-zero advantage."""
-        alpha, beta = self.posterior()
-        same = _rising_ratio(alpha, alpha + beta, group_size) + _rising_ratio(beta, alpha + beta, group_size)
-        return np.clip(1.0 - same, 0.0, 1.0)
+        all_pass, all_fail = self._group_agreement(group_size)
+        return np.clip(1.0 - all_pass - all_fail, 0.0, 1.0)
+
+    def _group_agreement(self, group_size: int) -> tuple[np.ndarray, np.ndarray]:
+        alpha, beta = self.posterior()  # refreshes the cache after new evidence
+        if group_size not in self._agreement:
+            self._agreement[group_size] = (_rising_ratio(alpha, alpha + beta, group_size),
+                                           _rising_ratio(beta, alpha + beta, group_size))
+        return self._agreement[group_size]
 
     def state_dict(self) -> dict[str, Any]:
         return {"shift": self.shift, "successes": self.successes.tolist(), "failures": self.failures.tolist(),

@@ -4,9 +4,15 @@ It keeps the structure of TRL's `RepeatSampler`: prompts come in chunks of `batc
 (one generation batch), each problem repeated `mini_repeat_count` (= num_generations) times in a row, and
 each chunk repeated `repeat_count` (= num_iterations × steps_per_generation) times; every process holds an
 identical copy, so all ranks see the same order. What differs is which problems form a chunk: they are
-drawn lazily, when the trainer asks for the chunk, from the schedule's weights at the current progress
-and, with online difficulty, from the current pass-rate estimates (problems re-bucketed as the model
-learns, groups likely to be all-pass or all-fail weighted down, certainly solved ones optionally skipped).
+drawn lazily, when the trainer asks for the chunk, without replacement, with probability
+
+    P(i) ∝ q_i · w_b(i)(t) / n_b(i)
+
+where w(t) is the schedule's bucket mixture at the current progress t and n_b the bucket's size. Without
+online difficulty q_i = 1, so bucket k gets exactly w_k. With it, problems are re-bucketed by their current
+estimate and q_i = max(I_i^sharpness, min_preference), I_i being the posterior chance that a group of G
+completions disagrees (a non-zero advantage): problems the model now always or never solves fade out,
+and with `skip_solved` those shown solved are not drawn at all.
 
 A pass over the sampler holds as many chunks as RepeatSampler would (one "epoch" to the trainer). The
 chunks drawn in the current pass are part of the state, so after `load_state_dict` the trainer's own
@@ -46,8 +52,9 @@ class CurriculumSampler:
         solved_threshold: "solved": the posterior chance that a whole group passes is at least this. With
             discounted evidence the chance stays below 1 (after many all-pass groups, Beta(17, 1) with the
             default decay gives 0.68 for G = 8), so "more likely than not" is the practical bar.
-        min_preference: floor of a problem's within-bucket weight (its chance of a useful group), so
-            that no problem is starved on a possibly stale estimate.
+        sharpness: exponent on a problem's chance of a useful group in its weight q; higher values
+            concentrate the draws on problems near a 50% pass rate.
+        min_preference: floor of q, so that no problem is starved on a possibly stale estimate.
     """
 
     def __init__(self, buckets: Sequence[int], pass_rates: Sequence[float], *, mini_repeat_count: int,
@@ -158,8 +165,11 @@ class CurriculumSampler:
     def probabilities(self, t: float | None = None) -> np.ndarray:
         """P(problem i is drawn next) under the schedule at progress t (default: now)."""
         t = self.progress() if t is None else t
-        return self.schedule.probabilities(t, self.current_buckets(), self.num_buckets,
-                                           self.current_pass_rates(), self.preference())
+        probabilities = self.schedule.probabilities(t, self.current_buckets(), self.num_buckets,
+                                                    self.current_pass_rates(), self.preference())
+        if not probabilities.sum() > 0:  # nothing eligible (e.g. min_preference=0 and all groups certain)
+            return np.full(len(self.buckets), 1.0 / len(self.buckets))
+        return probabilities
 
     def describe(self) -> dict[str, Any]:
         """Progress, bucket mixture and sizes, and the schedule's competence or target: for logs."""

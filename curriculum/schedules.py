@@ -173,6 +173,8 @@ class Schedule:
         """P(i) ∝ q_i · w_b(i) / n_b(i): the schedule's weight spread over its bucket, times the sampler's
         preference q for the problem (1 without online difficulty, so P(bucket k) = w_k; 0 = skip)."""
         eligible = preference > 0
+        if not eligible.any():
+            return np.zeros(len(buckets))
         sizes = np.bincount(buckets[eligible], minlength=num_buckets)
         weights = self.weights(t, sizes)
         per_problem = np.divide(weights, sizes, out=np.zeros(num_buckets), where=sizes > 0)

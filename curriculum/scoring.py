@@ -679,7 +679,7 @@ def merge_shards(paths: Sequence[str | Path], out: str | Path, *, problems: pd.D
         frames.append(frame)
         runs.append((path, run))
     first_path, first = runs[0]
-    shared = [key for key in first if key not in ("shard", "expected_rows")]
+    shared = [key for key in first if key not in ("shard", "expected_rows", "keep_completions")]
     for path, run in runs[1:]:
         differ = [key for key in shared if run.get(key) != first.get(key)]
         if differ:

@@ -2,9 +2,11 @@
 
 `check(completion, gold)` extracts the final answer from a completion, parses both sides with math-verify and
 compares them **gold first** (`verify(gold, prediction)` is not symmetric). Every comparison runs in a pool
-of worker processes with a per-task deadline: a worker that overruns is killed and replaced and the caller
-gets a "timeout" verdict. No `signal.alarm` anywhere (math-verify's own timeouts are switched off), so the
-bound holds in any thread, in daemon threads of a trainer and inside subprocesses.
+of worker processes with a per-task deadline: a worker that overruns is killed (SIGKILL), the caller gets a
+"timeout" verdict, and a replacement is forked in milliseconds from a warm "zygote" process that imported
+math-verify once. No `signal.alarm` anywhere (math-verify's own timeouts are switched off), so the bound
+holds in any thread, in daemon threads of a trainer and inside subprocesses; the processes are started with
+`subprocess`, so neither `multiprocessing` start methods nor a `__main__` guard are involved.
 
 Verdicts are cached by (completion, gold, extraction) in a bounded LRU, so the several rewards that need
 correctness in one GRPO step (accuracy, cosine) verify each completion once.
@@ -195,31 +197,66 @@ def _judge(completion: str, gold: str, extraction: str) -> tuple[str, str | None
         return "error", None, f"{type(error).__name__}: {str(error)[:200]}"
 
 
-def _worker_main(task_fd: int, result_fd: int, parent_pid: int) -> None:
-    """Entry point of a worker process: warm up, say ready, then judge tasks until the pipe closes."""
-    import logging
-
-    for name in ("math_verify", "latex2sympy2_extended"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-
-    def orphan_watch() -> None:  # a worker stuck in sympy must not outlive its parent
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent_pid:
-                os._exit(0)
-
-    threading.Thread(target=orphan_watch, daemon=True).start()
+def _serve(task_fd: int, result_fd: int) -> None:
+    """A worker's loop: judge tasks in order until the task pipe closes."""
     inbox = Connection(task_fd, writable=False)
     outbox = Connection(result_fd, readable=False)
-    _judge(r"so \boxed{\frac{1}{2}}", "0.5", "auto")  # import sympy's lazy parts before the first deadline
-    _judge("(1,2)", "[0, 1)", "auto")
-    outbox.send(("ready",))
     while True:
         try:
             key, completion, gold, extraction = pickle.loads(inbox.recv_bytes())
         except (EOFError, OSError):
             return
         outbox.send((key, _judge(completion, gold, extraction)))
+
+
+def _zygote_main(control_fd: int, caller_pid: int) -> None:
+    """Entry point of the zygote: import and warm math-verify once, then fork ready workers on request.
+
+    Forking a warm process takes milliseconds where a fresh interpreter takes a second or more, so a worker
+    killed for a timeout is replaced before the next call needs it. The zygote never starts a thread, so
+    forking it is safe; it exits when the caller goes away, and its workers exit when it does.
+    """
+    import logging
+    import select
+    import signal
+    import socket
+
+    for name in ("math_verify", "latex2sympy2_extended"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    control = socket.socket(fileno=control_fd)
+    _judge(r"so \boxed{\frac{1}{2}}", "0.5", "auto")  # import sympy's lazy parts before the first deadline
+    _judge(r"\boxed{1<x<2}", "(1, 2)", "auto")
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # killed workers are reaped by the kernel
+    zygote_pid = os.getpid()
+    control.sendall(b"R")
+    while True:
+        readable, _, _ = select.select([control], [], [], 1.0)
+        if os.getppid() != caller_pid:
+            os._exit(0)
+        if not readable:
+            continue
+        message, fds, _, _ = socket.recv_fds(control, 1, 2)
+        if not message:
+            os._exit(0)
+        pid = os.fork()
+        if pid == 0:  # the worker
+            control.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+            def orphan_watch() -> None:  # a worker stuck in sympy must not outlive the zygote
+                while True:
+                    time.sleep(1.0)
+                    if os.getppid() != zygote_pid:
+                        os._exit(0)
+
+            threading.Thread(target=orphan_watch, daemon=True).start()
+            try:
+                _serve(*fds)
+            finally:
+                os._exit(0)
+        for fd in fds:
+            os.close(fd)
+        control.sendall(pid.to_bytes(8, "little"))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -229,26 +266,62 @@ def _worker_main(task_fd: int, result_fd: int, parent_pid: int) -> None:
 #: well under the 64 KiB pipe buffer, so sending never blocks on a worker that is stuck in a task.
 PREFETCH = 4
 PREFETCH_BYTES = 32 * 1024
+#: Of each task's `timeout_s`, the part kept for stopping an overrunning worker and answering the caller.
+KILL_ALLOWANCE_S = 0.1
 
 
-class _Worker:
-    """One worker process, its two pipes, and the tasks sent to it that have no answer yet (in order)."""
+class _Zygote:
+    """The warm process that forks workers (see `_zygote_main`)."""
 
     def __init__(self) -> None:
-        task_r, task_w = os.pipe()
-        result_r, result_w = os.pipe()
+        import socket
+
+        ours, theirs = socket.socketpair()
         package_root = str(Path(__file__).resolve().parents[1])
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-        code = "import sys; from curriculum.verify import _worker_main; _worker_main(*map(int, sys.argv[1:]))"
+        code = "import sys; from curriculum.verify import _zygote_main; _zygote_main(*map(int, sys.argv[1:]))"
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", code, str(task_r), str(result_w), str(os.getpid())],
-                pass_fds=(task_r, result_w),
+                [sys.executable, "-c", code, str(theirs.fileno()), str(os.getpid())],
+                pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 env=env,
             )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.control = ours
+        self.control.settimeout(STARTUP_TIMEOUT_S)
+        try:
+            ready = self.control.recv(1)
+        except TimeoutError:
+            ready = b""
+        if ready != b"R":
+            self.close()
+            raise VerificationError(
+                f"the verification process did not start within {STARTUP_TIMEOUT_S:g}s (exit code "
+                f"{self.process.poll()}); its stderr is above"
+            )
+        self.control.settimeout(30.0)
+
+    def fork(self) -> tuple[int, Connection, Connection]:
+        """A new worker: (pid, task connection to write, result connection to read)."""
+        import socket
+
+        task_r, task_w = os.pipe()
+        result_r, result_w = os.pipe()
+        try:
+            socket.send_fds(self.control, [b"F"], [task_r, result_w])
+            pid_bytes = b""
+            while len(pid_bytes) < 8:
+                chunk = self.control.recv(8 - len(pid_bytes))
+                if not chunk:
+                    raise OSError("the verification zygote exited")
+                pid_bytes += chunk
         except BaseException:
             os.close(task_w)
             os.close(result_r)
@@ -256,35 +329,46 @@ class _Worker:
         finally:
             os.close(task_r)
             os.close(result_w)
-        self.tasks = Connection(task_w, readable=False)
-        self.results = Connection(result_r, writable=False)
-        self.started = time.monotonic()
-        self.ready = False
+        return int.from_bytes(pid_bytes, "little"), Connection(task_w, readable=False), Connection(result_r, writable=False)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self) -> None:
+        self.control.close()  # EOF: the zygote exits, and its idle workers see their pipes close
+        try:
+            self.process.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class _Worker:
+    """One forked worker, its two pipes, and the tasks sent to it that have no answer yet (in order)."""
+
+    def __init__(self, zygote: _Zygote) -> None:
+        self.pid, self.tasks, self.results = zygote.fork()
         self.inflight: deque[tuple[int, int]] = deque()  # (task index, message bytes)
         self.head_since = 0.0  # when the task at the head of `inflight` started
 
     def can_take(self, nbytes: int, queue_ahead: bool) -> bool:
-        if not self.ready:
-            return False
         if not self.inflight:
             return True  # idle: blocked in recv, it reads any size at once
         queued = sum(size for _, size in self.inflight)
         return queue_ahead and len(self.inflight) < PREFETCH and queued + nbytes <= PREFETCH_BYTES
 
     def kill(self) -> None:
-        for conn in (self.tasks, self.results):
-            conn.close()
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
+        import signal
 
-    def close(self, grace_s: float = 1.0) -> None:
-        self.tasks.close()  # EOF: an idle worker exits by itself
         try:
-            self.process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.tasks.close()
+        self.results.close()
+
+    def close(self) -> None:
+        self.tasks.close()  # EOF: an idle worker exits by itself
         self.results.close()
 
 
@@ -292,9 +376,9 @@ class VerifierPool:
     """`size` worker processes, each judging its tasks in order, with a deadline per task.
 
     A task's clock starts when its worker starts on it (when the previous answer arrives, or when it is sent
-    to an idle worker); after `timeout_s` the worker is killed, the task gets "timeout", the tasks queued
-    behind it go back to the queue, and a fresh worker starts. One batch runs at a time (a lock serialises
-    callers from several threads).
+    to an idle worker, but no later than the call itself for the first tasks); after `timeout_s` the worker
+    is killed, the task gets "timeout", the tasks queued behind it go back to the queue, and a fresh worker
+    is forked. One batch runs at a time (a lock serialises callers from several threads).
     """
 
     def __init__(self, size: int) -> None:
@@ -303,10 +387,16 @@ class VerifierPool:
         self.size = size
         self.owner_pid = os.getpid()
         self._lock = threading.Lock()
+        self._zygote: _Zygote | None = None
         self._workers: list[_Worker] = []
 
     def _spawn(self) -> None:
-        self._workers.append(_Worker())
+        if self._zygote is not None and not self._zygote.alive():
+            self._zygote.close()
+            self._zygote = None
+        if self._zygote is None:
+            self._zygote = _Zygote()
+        self._workers.append(_Worker(self._zygote))
 
     def _retire(self, worker: _Worker, queue: list[int]) -> tuple[int, int] | None:
         """Kill a worker; its queued-behind tasks go back to the queue; returns its head task, if any."""
@@ -317,27 +407,49 @@ class VerifierPool:
         worker.inflight.clear()
         return head
 
-    def run(self, tasks: Sequence[tuple[str, str, str]], timeout_s: float) -> list[tuple[str, str | None, str]]:
-        """Judge (completion, gold, extraction) tasks; returns (status, predicted, detail) per task."""
+    def start(self) -> None:
+        """Start the zygote and the workers now rather than on the first call."""
         with self._lock:
             while len(self._workers) < self.size:
                 self._spawn()
+
+    def run(
+        self, tasks: Sequence[tuple[str, str, str]], timeout_s: float, started: float | None = None
+    ) -> list[tuple[str, str | None, str]]:
+        """Judge (completion, gold, extraction) tasks; returns (status, predicted, detail) per task.
+
+        `started` (a `time.monotonic()` reading, default now) is the earliest a task's clock may start: pass
+        the time the caller's call began so that the bound covers the bookkeeping before dispatch.
+        """
+        if not self._lock.acquire(blocking=False):
+            self._lock.acquire()  # another thread's batch: our clock starts once it is done
+            started = None
+        try:
+            spawning = len(self._workers) < self.size
+            while len(self._workers) < self.size:
+                self._spawn()  # the first call in a process also waits for the zygote (about a second)
+            if started is None or spawning:
+                started = time.monotonic()
             results: list[tuple[str, str | None, str] | None] = [None] * len(tasks)
             queue = list(range(len(tasks)))[::-1]  # a stack: next task at the end
             try:
-                self._loop(tasks, timeout_s, queue, results)
+                self._loop(tasks, timeout_s, started, queue, results)
             except BaseException:
                 # A worker with tasks in flight would answer into the next batch: stop it.
                 for worker in [w for w in self._workers if w.inflight]:
                     self._retire(worker, queue)
-                    self._spawn()
                 raise
             return results  # type: ignore[return-value]
+        finally:
+            self._lock.release()
 
-    def _loop(self, tasks, timeout_s: float, queue: list[int], results: list) -> None:
+    def _loop(self, tasks, timeout_s: float, started: float, queue: list[int], results: list) -> None:
+        # Give up a little before the bound, leaving time to stop the worker and answer within it.
+        budget = timeout_s - min(KILL_ALLOWANCE_S, 0.05 * timeout_s)
         messages: dict[int, bytes] = {}
+        first = True
         while queue or any(w.inflight for w in self._workers):
-            for worker in self._workers:
+            for worker in list(self._workers):
                 while queue:
                     index = queue[-1]
                     if index not in messages:
@@ -348,58 +460,50 @@ class VerifierPool:
                         break
                     try:
                         worker.tasks.send_bytes(messages[index])
-                    except OSError:  # died: its tasks are requeued when its pipe reports EOF below
+                    except OSError:  # it died: the task it was on costs an error, the rest go back
+                        head = self._retire(worker, queue)
+                        if head is not None:
+                            results[head[0]] = ("error", None, "verification worker died")
+                        self._spawn()
                         break
                     queue.pop()
                     if not worker.inflight:
-                        worker.head_since = time.monotonic()
+                        worker.head_since = started if first else time.monotonic()
                     worker.inflight.append((index, len(messages[index])))
+            first = False
             now = time.monotonic()
-            waits = [w.head_since + timeout_s - now for w in self._workers if w.inflight]
-            waits += [w.started + STARTUP_TIMEOUT_S - now for w in self._workers if not w.ready]
-            ready = wait([w.results for w in self._workers], timeout=max(0.0, min(waits, default=0.0)))
+            waits = [w.head_since + budget - now for w in self._workers if w.inflight]
+            ready = wait([w.results for w in self._workers if w.inflight], timeout=max(0.0, min(waits, default=0.0)))
             for conn in ready:
                 worker = next(w for w in self._workers if w.results is conn)
                 try:
-                    message = worker.results.recv()
-                except (EOFError, OSError):
-                    self._on_death(worker, queue, results)
+                    index, verdict = worker.results.recv()
+                except (EOFError, OSError):  # the worker died (not by our hand): its task costs an error
+                    head = self._retire(worker, queue)
+                    if head is not None:
+                        results[head[0]] = ("error", None, "verification worker died")
+                    self._spawn()
                     continue
-                if message == ("ready",):
-                    worker.ready = True
-                    continue
-                index, verdict = message
                 results[index] = verdict
                 if worker.inflight and worker.inflight[0][0] == index:
                     worker.inflight.popleft()
                     worker.head_since = time.monotonic()
             now = time.monotonic()
             for worker in list(self._workers):
-                if worker.inflight and now >= worker.head_since + timeout_s:
+                if worker.inflight and now >= worker.head_since + budget:
                     head = self._retire(worker, queue)
                     results[head[0]] = ("timeout", None, f"no verdict within {timeout_s:g}s")
-                    self._spawn()
-                elif not worker.ready and now - worker.started > STARTUP_TIMEOUT_S:
-                    self._retire(worker, queue)
-                    raise VerificationError(f"a verification worker did not start in {STARTUP_TIMEOUT_S:g}s")
-
-    def _on_death(self, worker: _Worker, queue: list[int], results: list) -> None:
-        code = worker.process.poll()
-        was_ready = worker.ready
-        head = self._retire(worker, queue)
-        if not was_ready:
-            raise VerificationError(
-                f"a verification worker exited during start-up (exit code {code}); its stderr is above"
-            )
-        if head is not None:
-            results[head[0]] = ("error", None, f"verification worker died (exit code {code})")
-        self._spawn()
+                    if queue:  # otherwise the next call forks the replacement: return now
+                        self._spawn()
 
     def close(self) -> None:
         with self._lock:
             for worker in self._workers:
                 worker.close()
             self._workers.clear()
+            if self._zygote is not None:
+                self._zygote.close()
+                self._zygote = None
 
 
 _POOLS: dict[int, VerifierPool] = {}
@@ -407,16 +511,12 @@ _POOLS_LOCK = threading.Lock()
 
 
 def default_workers() -> int:
-    """One worker per available core, between 2 and 8.
-
-    At least two, so that while a worker killed for a timeout restarts (about a second) the next call is
-    served by the other one instead of waiting; at most 8, since verification is a small share of a step.
-    """
+    """One worker per available core, at most 8 (verification is a small share of a training step)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    return max(2, min(8, cores))
+    return max(1, min(8, cores))
 
 
 def get_pool(workers: int | None = None) -> VerifierPool:
@@ -523,9 +623,13 @@ def check_batch(
     """Verify many pairs in parallel across `workers` processes (default: one per core), cached.
 
     `extraction` is one rule for all, or one per item (for batches that mix sources). Each pair gets at most
-    `timeout_s` of a worker's time; a batch of n distinct pairs therefore returns within about
-    ceil(n / workers) * timeout_s, plus the workers' start-up (about a second, once per process).
+    `timeout_s` (for the first pairs counted from this call's start; the worker is stopped a little before,
+    so that the verdict arrives in time), so a call with one pair returns within `timeout_s`, and a batch of
+    n distinct pairs within about ceil(n / workers) * timeout_s. Not counted: the one-time start of the
+    verification processes (about a second, on the first call in a process) and waiting for another
+    thread's batch to finish.
     """
+    started = time.monotonic()
     if len(completions) != len(golds):
         raise ValueError(f"got {len(completions)} completions but {len(golds)} gold answers")
     if not timeout_s > 0:
@@ -535,6 +639,8 @@ def check_batch(
         raise ValueError(f"got {len(rules)} extraction rules for {len(completions)} completions")
     for rule in set(rules):
         parse_extraction(rule)
+    # A gold read from a typed column may be a number; a missing one (None) is unparseable.
+    golds = ["" if gold is None else str(gold) if isinstance(gold, int | float) else gold for gold in golds]
     for index, (completion, gold) in enumerate(zip(completions, golds, strict=True)):
         if not isinstance(completion, str) or not isinstance(gold, str):
             raise TypeError(
@@ -560,7 +666,7 @@ def check_batch(
     if todo:
         keys = list(todo)
         tasks = [(completions[todo[k][0]], golds[todo[k][0]], rules[todo[k][0]]) for k in keys]
-        for key, (status, predicted, detail) in zip(keys, get_pool(workers).run(tasks, timeout_s), strict=True):
+        for key, (status, predicted, detail) in zip(keys, get_pool(workers).run(tasks, timeout_s, started), strict=True):
             verdict = Verdict(status, predicted, detail)
             _CACHE.put(key, verdict, timeout_s)
             for index in todo[key]:

@@ -59,6 +59,7 @@ def test_competence_schedules_start_in_bucket_0_and_reach_every_bucket(name, siz
     assert (schedule.weights(0.99, sizes) > 0).all()
 
 
+@settings(deadline=None)
 @given(t=progress, sizes=bucket_sizes)
 def test_uniform_is_size_proportional(t, sizes):
     assert np.allclose(get_schedule("uniform").weights(t, sizes), np.asarray(sizes) / sum(sizes))
@@ -90,6 +91,7 @@ def test_cosine_and_gaussian_shift_mass_from_easy_to_hard():
     assert all((floor.weights(t, sizes) >= 0.05 - 1e-12).all() for t in np.linspace(0, 1, 11))
 
 
+@settings(deadline=None)
 @given(target=progress, reward=progress)
 def test_adaptive_target_moves_against_the_reward(target, reward):
     moved = adaptive_update(target, reward, eta=0.1, alpha=2.0, beta=0.5)

@@ -23,7 +23,7 @@ from curriculum.verify import (
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BOUND_S = 2.0  # small, so that the timeout tests stay fast; the default is 5 s
-SLACK_S = 10.0  # room for a cold worker start on a loaded 2-core machine; a hang would take minutes
+SLACK_S = 10.0  # room for a loaded 2-core machine; a hang would take minutes
 
 
 def nested_frac(depth: int) -> str:
@@ -141,6 +141,7 @@ def test_no_answer_and_bad_arguments():
         check_batch(["a", "b"], ["1"])
     with pytest.raises(TypeError, match="item 0"):
         check_batch([None], ["1"])
+    assert [v.status for v in check_batch([r"\boxed{72}"] * 2, [72, None])] == ["correct", "unparseable_gold"]
 
 
 def test_repeated_pairs_are_verified_once():
@@ -222,3 +223,53 @@ def test_concurrent_callers_get_their_own_verdicts():
     with ThreadPoolExecutor(max_workers=4) as executor:
         outcomes = list(executor.map(job, [100, 200, 300, 400]))
     assert outcomes == [["correct", "wrong"] * 5] * 4
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has exited
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_verification_processes_exit_with_their_caller():
+    script = (
+        "import os\n"
+        "from curriculum.verify import check, get_pool\n"
+        "check('so \\\\boxed{1}', '1')\n"
+        "pool = get_pool()\n"
+        "print(pool._zygote.process.pid, *[w.pid for w in pool._workers], flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"  # no atexit, no clean-up: only the processes' own watch can save us
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    pids = [int(pid) for pid in done.stdout.split()]
+    assert len(pids) >= 2, done.stderr[-2000:]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_running(pid) for pid in pids):
+        time.sleep(0.2)
+    assert [pid for pid in pids if _running(pid)] == []
+
+
+def test_a_worker_that_dies_costs_one_error_verdict_not_a_hang():
+    import os
+    import signal
+
+    from curriculum.verify import get_pool
+
+    check("warm up", "1")
+    pool, outcome = get_pool(), {}
+    thread = threading.Thread(target=lambda: outcome.setdefault("verdict", check(PATHOLOGICAL["nested_frac"], "1",
+                                                                                 timeout_s=60)))
+    thread.start()
+    busy, deadline = [], time.monotonic() + 30
+    while not busy and time.monotonic() < deadline:
+        busy = [worker.pid for worker in list(pool._workers) if worker.inflight]
+        time.sleep(0.05)
+    assert busy, "the task never reached a worker"
+    os.kill(busy[0], signal.SIGKILL)  # as the OOM killer would
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert outcome["verdict"].status == "error"
+    assert check(r"\boxed{2}", "2").correct

@@ -15,6 +15,7 @@ see reports/bench_score.md), and falls back to padded batches if continuous batc
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from typing import Literal
@@ -133,19 +134,22 @@ class HFEngine:
         text = self.tokenizer.decode(kept, skip_special_tokens=True)
         return Completion(text=text, num_tokens=num_tokens, finish_reason=reason)
 
+    def kv_bytes_per_token(self) -> int:
+        """Bytes of KV cache one token of one sequence takes (keys and values, every layer)."""
+        config = self.model.config
+        heads = getattr(config, "num_attention_heads", 32)
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        element = getattr(self.model.dtype, "itemsize", 4)
+        return 2 * getattr(config, "num_hidden_layers", 32) * kv_heads * head_dim * element
+
     def pick_batch_size(self, max_prompt_tokens: int, max_new_tokens: int) -> int:
         """Sequences per padded batch: the given size, else what fits the KV cache in free memory."""
         if self.batch_size:
             return self.batch_size
-        config = self.model.config
-        layers = getattr(config, "num_hidden_layers", 32)
-        heads = getattr(config, "num_attention_heads", 32)
-        kv_heads = getattr(config, "num_key_value_heads", None) or heads
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-        element = self.model.dtype.itemsize if hasattr(self.model.dtype, "itemsize") else 4
-        per_token = 2 * layers * kv_heads * head_dim * element
         # KV cache plus a margin for activations and the float32 logits of the step being sampled.
-        per_sequence = per_token * (max_prompt_tokens + max_new_tokens) * 1.5 + config.vocab_size * 4 * 4
+        per_sequence = (self.kv_bytes_per_token() * (max_prompt_tokens + max_new_tokens) * 1.5
+                        + self.model.config.vocab_size * 4 * 4)
         free, cap = _free_memory(self.device), (_GPU_MAX_BATCH if self.device.type == "cuda" else _CPU_MAX_BATCH)
         return int(max(1, min(cap, free * self.memory_fraction // per_sequence)))
 
@@ -185,12 +189,23 @@ class HFEngine:
     ) -> list[list[Completion]]:
         from transformers import ContinuousBatchingConfig
 
+        # Size the paged KV cache from this workload and our memory share: left to itself, continuous
+        # batching claims most of the device's memory, which on CPU means most of the machine's RAM.
+        page = 256
+        sequences = len(prompt_ids) * n
+        pages_each = math.ceil((max(len(ids) for ids in prompt_ids) + sampling.max_tokens) / page)
+        affordable = int(_free_memory(self.device) * self.memory_fraction // (self.kv_bytes_per_token() * page))
+        num_blocks = max(pages_each, min(sequences * pages_each, affordable))
+        cb_config = ContinuousBatchingConfig(
+            page_size=page,
+            num_blocks=num_blocks,
+            max_batch_tokens=2048 if self.device.type == "cpu" else None,
+            max_requests_per_batch=self.batch_size,
+            seed=sampling.seed,
+        )
         config = self._generation_config(sampling, num_return_sequences=n)
         outputs = self.model.generate_batch(
-            inputs=prompt_ids,
-            generation_config=config,
-            continuous_batching_config=ContinuousBatchingConfig(seed=sampling.seed),
-            progress_bar=False,
+            inputs=prompt_ids, generation_config=config, continuous_batching_config=cb_config, progress_bar=False,
         )
         results: list[list[Completion]] = [[] for _ in prompt_ids]
         for request_id, output in outputs.items():

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 
+import numpy as np
 import torch
 from trl import GRPOTrainer
 
@@ -70,7 +71,8 @@ class CurriculumGRPOTrainer(GRPOTrainer):
         return self.state.global_step / max_steps if max_steps else 0.0
 
     def _get_train_sampler(self, dataset=None):
-        if dataset is not None and dataset is not self.train_dataset:
+        # `dataset` may be a column-pruned copy of train_dataset (remove_unused_columns): same rows, same sampler
+        if dataset is not None and len(dataset) != len(self.train_dataset):
             raise ValueError("the curriculum sampler is bound to the trainer's train_dataset")
         return self.curriculum_sampler
 
@@ -87,39 +89,36 @@ class CurriculumGRPOTrainer(GRPOTrainer):
         sampler = self.curriculum_sampler
         group = self.num_generations
         buckets_now = sampler.current_buckets()  # the buckets these problems were drawn from
-        ids = gather_object([example["id"] for example in inputs])
-        rewards = rewards_per_func.detach().float().cpu()
-        total = (rewards * self.reward_weights.float().cpu().unsqueeze(0)).nansum(dim=1)
+        ids = gather_object([example["id"] for example in inputs])  # rewards_per_func is gathered already
+        rewards = rewards_per_func.detach().float().cpu().numpy()  # tiny: numpy is faster than torch here
+        weights = self.reward_weights.detach().float().cpu().numpy()
+        total = np.nansum(rewards * weights[None, :], axis=1).reshape(-1, group)
         if ACCURACY_REWARD in self.reward_func_names:
-            outcome = rewards[:, self.reward_func_names.index(ACCURACY_REWARD)]
-            passed, scored = (outcome > 0).float(), ~torch.isnan(outcome)
+            outcome = rewards[:, self.reward_func_names.index(ACCURACY_REWARD)].reshape(-1, group)
+            passed, scored = outcome > 0, ~np.isnan(outcome)
         else:
-            all_nan = torch.isnan(rewards).all(dim=1)
-            passed, scored = (total > 0).float(), ~all_nan
-        passed, scored, total = passed.view(-1, group), scored.view(-1, group), total.view(-1, group)
-
-        drawn = torch.tensor([buckets_now[self._index_of[ids[g * group]]] for g in range(passed.shape[0])])
-        scored_groups = [g for g in range(passed.shape[0]) if scored[g].any()]
-        sampler.observe([self._index_of[ids[g * group]] for g in scored_groups],
-                        [int((passed[g] * scored[g]).sum()) for g in scored_groups],
-                        [int(scored[g].sum()) for g in scored_groups])
+            passed, scored = total > 0, ~np.isnan(rewards).all(axis=1).reshape(-1, group)
+        problems = np.array([self._index_of[ids[g * group]] for g in range(total.shape[0])])
+        drawn = buckets_now[problems]
+        useful = scored.any(axis=1)
+        sampler.observe(problems[useful].tolist(), (passed & scored).sum(axis=1)[useful].tolist(),
+                        scored.sum(axis=1)[useful].tolist())
 
         metrics = self._metrics["train"]
         info = sampler.describe()
         metrics["curriculum/progress"].append(info["progress"])
         for k, weight in enumerate(info["weights"]):
             metrics[f"curriculum/bucket_{k}_weight"].append(weight)
-        if "competence" in info:
-            metrics["curriculum/competence"].append(info["competence"])
-        if "target" in info:
-            metrics["curriculum/target"].append(info["target"])
+        for key in ("competence", "target"):
+            if key in info:
+                metrics[f"curriculum/{key}"].append(info[key])
         if sampler.difficulty is not None:
             metrics["curriculum/shift"].append(sampler.difficulty.shift)
-        group_reward = total.mean(dim=1)
-        for k in torch.unique(drawn).tolist():
-            metrics[f"curriculum/bucket_{k}_reward"].append(group_reward[drawn == k].mean().item())
-        spread = total.max(dim=1).values - total.min(dim=1).values
-        metrics["curriculum/zero_adv_share"].append((spread.abs() < 1e-6).float().mean().item())
+        group_reward = total.mean(axis=1)
+        for k in np.unique(drawn).tolist():
+            metrics[f"curriculum/bucket_{k}_reward"].append(float(group_reward[drawn == k].mean()))
+        spread = total.max(axis=1) - total.min(axis=1)
+        metrics["curriculum/zero_adv_share"].append(float(np.mean(np.abs(spread) < 1e-6)))
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)

@@ -1,0 +1,318 @@
+"""Benchmark `curriculum score`: engine throughput against baselines, adaptive against fixed sampling.
+
+    python benchmarks/bench_score.py [--parts hf,vllm,adaptive] [--problems 64] [--samples 8] [--max-tokens 128]
+        [--naive-problems 8] [--synthetic 200] [--adaptive-engine vllm] [--out reports]
+
+- hf: tokens/s of the `hf` engine (batched across problems) against a naive loop, one
+  `model.generate(num_return_sequences=n)` per problem, on the same GSM8K-test problems in the same run and
+  process. The naive loop is slow, so its rate is measured on the first `--naive-problems` of those problems
+  (a per-problem loop has the same rate on any subset); every figure states how many problems it used.
+- vllm: tokens/s of the `vllm` engine against raw `vllm.LLM.generate` on the same prompts (chat template
+  rendered to text, one request per prompt with `n` samples), alternating raw/engine/engine/raw on one `LLM`.
+- adaptive: `--synthetic` problems from `curriculum.data.synthetic` scored with fixed n = `--fixed-n` through
+  `curriculum.scoring.score` (completions kept); adaptive scoring (rounds of `--round`, max `--fixed-n`) is
+  replayed on the same ordered samples, which is exactly what an adaptive run drawing those samples would
+  do. Reports the share of problems in the same band and the share of rollouts used, plus Spearman
+  correlations between pass rate and the generator's difficulty knobs.
+
+Writes reports/bench_score.json (merged with earlier parts) and reports/bench_score.md. Prints; never
+asserts timings. Machine noise is large when other jobs share the CPU: compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from curriculum.models import resolve_model  # noqa: E402
+from curriculum.prompts import DEFAULT_TEMPLATE  # noqa: E402
+from curriculum.rollout import Sampling  # noqa: E402
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def gsm8k_problems(data_dir: Path, count: int) -> pd.DataFrame:
+    frame = pd.read_json(data_dir / "eval" / "gsm8k_test.jsonl", lines=True, dtype=False).head(count)
+    return frame.reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------------- hf
+
+
+def bench_hf(args, problems: pd.DataFrame) -> dict:
+    import torch
+
+    from curriculum.rollout.hf import HFEngine
+
+    model_dir = resolve_model(args.model)
+    sampling = Sampling(temperature=0.7, top_p=0.95, max_tokens=args.max_tokens, seed=0)
+    prompts = [DEFAULT_TEMPLATE.messages(p) for p in problems["problem"]]
+    engine = HFEngine(model_dir, mode=args.hf_mode)
+    engine.generate(prompts[:2], 1, Sampling(max_tokens=4))  # warm-up
+    result = {"hf_mode": engine.mode, "hf_batch_size": engine.pick_batch_size(
+        max(len(engine.encode(p)) for p in prompts), args.max_tokens)}
+
+    log(f"hf engine ({engine.mode}): {len(prompts)} problems x {args.samples} samples, max {args.max_tokens} tokens")
+    start = time.perf_counter()
+    out = engine.generate(prompts, args.samples, sampling)
+    engine_s = time.perf_counter() - start
+    engine_tokens = sum(c.num_tokens for group in out for c in group)
+    result.update(hf_engine_s=round(engine_s, 2), hf_engine_tokens=engine_tokens,
+                  hf_engine_tokens_per_s=round(engine_tokens / engine_s, 2), hf_engine_problems=len(prompts))
+    log(f"  {engine_tokens} tokens in {engine_s:.1f}s = {engine_tokens / engine_s:.1f} tok/s")
+
+    naive = prompts[: args.naive_problems]
+    log(f"naive loop: {len(naive)} problems, one generate(num_return_sequences={args.samples}) each")
+    config = engine._generation_config(sampling)
+    torch.manual_seed(0)
+    tokens, start = 0, time.perf_counter()
+    for messages in naive:
+        ids = torch.tensor([engine.encode(messages)])
+        with torch.inference_mode():
+            output = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                           generation_config=config, num_return_sequences=args.samples)
+        for row in output[:, ids.shape[1]:].tolist():
+            tokens += engine._completion(row, args.max_tokens).num_tokens
+    naive_s = time.perf_counter() - start
+    result.update(naive_s=round(naive_s, 2), naive_tokens=tokens, naive_tokens_per_s=round(tokens / naive_s, 2),
+                  naive_problems=len(naive))
+    log(f"  {tokens} tokens in {naive_s:.1f}s = {tokens / naive_s:.1f} tok/s")
+    result["hf_vs_naive_speedup"] = round(result["hf_engine_tokens_per_s"] / result["naive_tokens_per_s"], 2)
+    log(f"hf engine / naive = {result['hf_vs_naive_speedup']:.2f}x")
+    engine.close()
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- vllm
+
+
+def bench_vllm(args, problems: pd.DataFrame) -> dict:
+    from vllm import SamplingParams
+
+    from curriculum.rollout.vllm_engine import VLLMEngine
+
+    model_dir = resolve_model(args.model)
+    sampling = Sampling(temperature=0.7, top_p=0.95, max_tokens=args.max_tokens, seed=0)
+    prompts = [DEFAULT_TEMPLATE.messages(p) for p in problems["problem"]]
+    log("starting vLLM")
+    start = time.perf_counter()
+    engine = VLLMEngine(model_dir, seed=0)
+    startup = time.perf_counter() - start
+    log(f"  started in {startup:.0f}s")
+    llm, tokenizer = engine.llm, engine.tokenizer
+    texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    params = SamplingParams(n=args.samples, temperature=0.7, top_p=0.95, max_tokens=args.max_tokens)
+    llm.generate(texts[:2], SamplingParams(max_tokens=4), use_tqdm=False)  # warm-up
+
+    def raw() -> tuple[int, float]:
+        start = time.perf_counter()
+        outputs = llm.generate(texts, params, use_tqdm=False)
+        return sum(len(c.token_ids) for o in outputs for c in o.outputs), time.perf_counter() - start
+
+    def ours() -> tuple[int, float]:
+        start = time.perf_counter()
+        out = engine.generate(prompts, args.samples, sampling)
+        return sum(c.num_tokens for group in out for c in group), time.perf_counter() - start
+
+    runs = {"raw": [], "engine": []}
+    for name in ["raw", "engine", "engine", "raw"][: 2 * args.vllm_rounds]:
+        tokens, seconds = (raw if name == "raw" else ours)()
+        runs[name].append({"tokens": tokens, "s": round(seconds, 2), "tokens_per_s": round(tokens / seconds, 2)})
+        log(f"  {name}: {tokens} tokens in {seconds:.1f}s = {tokens / seconds:.1f} tok/s")
+    raw_rate = sum(r["tokens"] for r in runs["raw"]) / sum(r["s"] for r in runs["raw"])
+    our_rate = sum(r["tokens"] for r in runs["engine"]) / sum(r["s"] for r in runs["engine"])
+    engine.close()
+    overhead = 1 - our_rate / raw_rate
+    log(f"vllm engine overhead against raw LLM.generate: {100 * overhead:.1f}%")
+    return {
+        "vllm_startup_s": round(startup, 1), "vllm_problems": len(prompts), "vllm_runs": runs,
+        "vllm_raw_tokens_per_s": round(raw_rate, 2), "vllm_engine_tokens_per_s": round(our_rate, 2),
+        "vllm_overhead_frac": round(overhead, 4),
+    }
+
+
+# ------------------------------------------------------------------------------------------- adaptive
+
+
+def synthetic_problems(count: int, seed: int) -> pd.DataFrame:
+    from curriculum.data.synthetic import generate
+
+    return pd.DataFrame([problem.to_row() for problem in generate(count, seed=seed)])
+
+
+def bench_adaptive(args) -> dict:
+    from scipy.stats import spearmanr
+
+    from curriculum.models import model_label
+    from curriculum.rollout import get_engine
+    from curriculum.scoring import (
+        ScoreConfig,
+        adaptive_sample_sizes,
+        band_index,
+        completions_path,
+        score,
+    )
+
+    problems = synthetic_problems(args.synthetic, seed=0)
+    options = {} if args.adaptive_engine != "vllm" else {"seed": 0}
+    log(f"adaptive: {len(problems)} synthetic problems x {args.fixed_n} samples on {args.adaptive_engine}, "
+        f"max {args.adaptive_max_tokens} tokens")
+    engine = get_engine(args.adaptive_engine, args.model, **options)
+    fixed = ScoreConfig(samples=args.fixed_n, sampling=Sampling(max_tokens=args.adaptive_max_tokens, seed=0),
+                        chunk_size=len(problems))
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "scores.parquet"
+        start = time.perf_counter()
+        summary = score(problems, engine, fixed, out, model=model_label(args.model), keep_completions=True)
+        seconds = time.perf_counter() - start
+        scores = pd.read_parquet(out)
+        completions = pd.read_parquet(completions_path(out))
+    engine.close()
+    log(f"  scored in {seconds:.0f}s ({summary.tokens_now / seconds:.1f} tok/s)")
+
+    order = {pid: i for i, pid in enumerate(problems["id"])}
+    outcomes = np.zeros((len(problems), args.fixed_n), dtype=bool)
+    for row in completions.itertuples(index=False):
+        outcomes[order[row.id], row.sample] = row.correct
+    adaptive = ScoreConfig(samples=args.round, adaptive=True, max_samples=args.fixed_n, edges=tuple(args.edges))
+    sizes = adaptive_sample_sizes(outcomes, adaptive)
+    fixed_rate = outcomes.mean(axis=1)
+    adaptive_rate = np.array([outcomes[i, : sizes[i]].mean() for i in range(len(sizes))])
+    same = band_index(fixed_rate, adaptive.edges) == band_index(adaptive_rate, adaptive.edges)
+    result = {
+        "adaptive_problems": len(problems), "adaptive_fixed_n": args.fixed_n, "adaptive_round": args.round,
+        "adaptive_edges": list(adaptive.edges), "adaptive_interval": adaptive.interval,
+        "adaptive_engine": args.adaptive_engine, "adaptive_max_tokens": args.adaptive_max_tokens,
+        "adaptive_scoring_s": round(seconds, 1), "adaptive_tokens_per_s": round(summary.tokens_now / seconds, 2),
+        "adaptive_bucket_agreement": round(float(same.mean()), 4),
+        "adaptive_rollout_ratio": round(float(sizes.sum() / outcomes.size), 4),
+        "adaptive_sizes_histogram": {str(k): int(v) for k, v in zip(*np.unique(sizes, return_counts=True),
+                                                                     strict=True)},
+        "fixed_pass_rate_mean": round(float(fixed_rate.mean()), 4),
+        "fixed_band_counts": {str(k): int(v) for k, v in zip(*np.unique(band_index(fixed_rate, adaptive.edges),
+                                                                         return_counts=True), strict=True)},
+        "truncated_frac": round(float((scores["truncated_frac"] * scores["n"]).sum() / scores["n"].sum()), 4),
+    }
+    log(f"  same band: {100 * same.mean():.1f}%, rollouts used: {100 * sizes.sum() / outcomes.size:.1f}%")
+
+    knobs = problems.assign(operation_index=problems["operation_set"].map({"add": 0, "addsub": 1, "mixed": 2}),
+                            word=(problems["style"] == "word").astype(int))
+    rates = scores.set_index("id").loc[problems["id"], "pass_rate"].to_numpy()
+    spearman = {}
+    for knob in ("difficulty", "digits", "operands", "operation_index", "word"):
+        rho, p_value = spearmanr(rates, knobs[knob].to_numpy())
+        spearman[knob] = {"rho": round(float(rho), 4), "p": float(f"{p_value:.3g}")}
+        log(f"  spearman(pass rate, {knob}) = {rho:+.3f} (p = {p_value:.2g})")
+    result["spearman_knobs"] = spearman
+    return result
+
+
+# --------------------------------------------------------------------------------------------- report
+
+
+def write_markdown(results: dict, path: Path) -> None:
+    lines = ["# `curriculum score` benchmark", ""]
+    machine = results.get("machine", {})
+    lines += [f"Machine: {machine.get('cpus')} CPU cores, {machine.get('platform')}, torch {machine.get('torch')}, "
+              f"transformers {machine.get('transformers')}, vllm {machine.get('vllm')}; other jobs share the CPU, "
+              "so compare ratios measured in the same run.", ""]
+    for part, command in results.get("commands", {}).items():
+        lines.append(f"- {part}: `{command}`")
+    lines += ["", "| figure | value | target |", "|---|---|---|"]
+    if "hf_vs_naive_speedup" in results:
+        lines.append(f"| hf engine tokens/s ({results['hf_mode']}, {results['hf_engine_problems']} problems) / naive "
+                     f"loop tokens/s ({results['naive_problems']} of the same problems) | "
+                     f"{results['hf_engine_tokens_per_s']:.1f} / {results['naive_tokens_per_s']:.1f} = "
+                     f"**{results['hf_vs_naive_speedup']:.2f}x** | >= 4x |")
+    if "vllm_overhead_frac" in results:
+        lines.append(f"| vllm engine overhead against raw `LLM.generate` ({results['vllm_problems']} problems; "
+                     f"{results['vllm_engine_tokens_per_s']:.1f} vs {results['vllm_raw_tokens_per_s']:.1f} tok/s) | "
+                     f"**{100 * results['vllm_overhead_frac']:.1f}%** | <= 10% |")
+    if "adaptive_bucket_agreement" in results:
+        lines.append(f"| adaptive (rounds of {results['adaptive_round']}, max {results['adaptive_fixed_n']}) vs "
+                     f"fixed n = {results['adaptive_fixed_n']}, {results['adaptive_problems']} synthetic problems: "
+                     f"same band | **{100 * results['adaptive_bucket_agreement']:.1f}%** | >= 90% |")
+        lines.append(f"| adaptive rollouts / fixed rollouts | **{100 * results['adaptive_rollout_ratio']:.1f}%** "
+                     "| <= 50% |")
+        for knob, value in results.get("spearman_knobs", {}).items():
+            lines.append(f"| Spearman(pass rate, {knob}) | {value['rho']:+.3f} (p = {value['p']:.2g}) | report |")
+    lines += ["", "Raw figures, per-run timings and settings: `reports/bench_score.json`."]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default="hf,vllm,adaptive")
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("CURRICULUM_DATA_DIR",
+                                                                            REPO.parent / "shared" / "data")))
+    parser.add_argument("--problems", type=int, default=64, help="GSM8K-test problems for the throughput parts")
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--naive-problems", type=int, default=8)
+    parser.add_argument("--hf-mode", default="auto", choices=["auto", "padded", "continuous"])
+    parser.add_argument("--vllm-rounds", type=int, default=2, choices=[1, 2],
+                        help="1: raw then engine; 2: raw, engine, engine, raw")
+    parser.add_argument("--synthetic", type=int, default=200)
+    parser.add_argument("--fixed-n", type=int, default=32)
+    parser.add_argument("--round", type=int, default=8, help="adaptive round size (samples per round)")
+    parser.add_argument("--edges", type=lambda text: [float(x) for x in text.split(",")], default=[0.8, 0.5, 0.2])
+    parser.add_argument("--adaptive-engine", default="vllm", choices=["hf", "vllm"])
+    parser.add_argument("--adaptive-max-tokens", type=int, default=128)
+    parser.add_argument("--out", type=Path, default=REPO / "reports")
+    args = parser.parse_args()
+    parts = [part.strip() for part in args.parts.split(",") if part.strip()]
+
+    json_path = args.out / "bench_score.json"
+    results = json.loads(json_path.read_text()) if json_path.exists() else {}
+    results.setdefault("commands", {})
+    import torch
+    import transformers
+
+    try:
+        import vllm
+
+        vllm_version = vllm.__version__
+    except ImportError:
+        vllm_version = None
+    results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+                          "transformers": transformers.__version__, "vllm": vllm_version,
+                          "load_average_at_start": os.getloadavg()}
+    command = "python benchmarks/bench_score.py " + shlex.join(sys.argv[1:])
+    problems = gsm8k_problems(args.data_dir, args.problems)
+    started = time.perf_counter()
+    for part in parts:
+        part_start = time.perf_counter()
+        if part == "hf":
+            results.update(bench_hf(args, problems))
+        elif part == "vllm":
+            results.update(bench_vllm(args, problems))
+        elif part == "adaptive":
+            results.update(bench_adaptive(args))
+        else:
+            raise SystemExit(f"unknown part {part!r}")
+        results["commands"][part] = command
+        results.setdefault("part_seconds", {})[part] = round(time.perf_counter() - part_start, 1)
+        args.out.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
+        write_markdown(results, args.out / "bench_score.md")
+    log(f"done in {time.perf_counter() - started:.0f}s; wrote {json_path}")
+
+
+if __name__ == "__main__":
+    main()

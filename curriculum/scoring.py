@@ -135,11 +135,12 @@ class Shard:
 
     @classmethod
     def parse(cls, text: str) -> Shard:
-        index, sep, count = text.partition("/")
+        index, _, count = text.partition("/")
         try:
-            return cls(int(index), int(count))
+            index_number, count_number = int(index), int(count)
         except ValueError:
             raise ScoringError(f"shard must look like i/N (e.g. 0/4), got {text!r}") from None
+        return cls(index_number, count_number)
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"

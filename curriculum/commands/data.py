@@ -37,7 +37,8 @@ def prepare(sources, out, data_dir, decontaminate, ngram, overlap, limit, synth_
     """Normalize sources into one validated problems parquet (id, problem, answer, source, ...)."""
     from tqdm import tqdm
 
-    from curriculum.data import PrepareOptions, SourceError, prepare as run_prepare
+    from curriculum.data import PrepareOptions, SourceError
+    from curriculum.data import prepare as run_prepare
     from curriculum.data.validate import Limits
 
     eval_sets = () if decontaminate.strip().lower() in ("", "none") else tuple(

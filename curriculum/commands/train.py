@@ -44,13 +44,13 @@ def train(buckets, model, schedule, config_path, reward, max_steps, num_generati
         accelerate launch --config_file pipelines/accelerate/zero2.yaml --num_processes 4
         -m curriculum.cli train --config pipelines/open-rs-1.5b.yaml --buckets B --out O
     """
+    from curriculum.commands.common import fail_on
     from curriculum.training.config import ConfigError, TrainSettings, apply_overrides, load_recipe
     from curriculum.training.layers import LayerSpecError
     from curriculum.training.lora import LoraSpecError
     from curriculum.training.run import TrainSetupError, load_buckets, prepare
 
-    errors = (ConfigError, LayerSpecError, LoraSpecError, TrainSetupError)
-    try:
+    with fail_on(ConfigError, LayerSpecError, LoraSpecError, TrainSetupError):
         settings, extras = TrainSettings(), {}
         if config_path is None and resume and (out / "config.yaml").is_file():
             config_path = out / "config.yaml"
@@ -72,8 +72,6 @@ def train(buckets, model, schedule, config_path, reward, max_steps, num_generati
         if model is None:
             raise click.UsageError("--model is required: the buckets' manifest.json names no scoring model")
         run = prepare(buckets, str(model), out, settings, resume=resume)
-    except errors as error:
-        raise click.ClickException(str(error)) from None
 
     for note in run.notes:
         click.echo(f"note: {note}", err=True)

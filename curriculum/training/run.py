@@ -172,7 +172,7 @@ def check_output_dir(out: str | Path, *, resume: bool) -> Path:
     out_dir = Path(out)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".curriculum-write-test"
+        probe = out_dir / f".curriculum-write-test-{os.getpid()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as error:

@@ -36,7 +36,7 @@ class CurriculumGRPOTrainer(GRPOTrainer):
         schedule_options: keyword options of that schedule.
         online_difficulty: update each problem's pass-rate posterior from its training groups and let
             the sampler prefer problems likely to give a non-zero advantage.
-        skip_solved: with online difficulty, stop drawing problems whose groups are almost surely all-pass.
+        skip_solved: with online difficulty, stop drawing problems that training shows solved.
         Everything else goes to `trl.GRPOTrainer` unchanged.
     """
 

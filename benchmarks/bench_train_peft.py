@@ -139,7 +139,27 @@ def write_report(results: dict, meta: dict, stem: Path) -> None:
         "within noise at these learning rates; the column is there to show no arm breaks training, not to rank "
         "them.",
     ]
+    lines += ["", f"![reward per step]({stem.name}.png)"]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    plot_rewards(results, stem.with_suffix(".png"))
+
+
+def plot_rewards(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for name, r in results.items():
+        axis.plot(range(1, len(r["rewards"]) + 1), r["rewards"], marker="o", markersize=3, label=name)
+    axis.set_xlabel("GRPO step")
+    axis.set_ylabel("mean reward of the step's completions")
+    axis.set_title("Reward per step by parameter-efficient option (SmolLM2-135M, CPU)")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -154,7 +174,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {', '.join(ARMS)}")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench_train_peft")
     parser.add_argument("--report", type=Path, default=REPO / "reports" / "train_peft_comparison")
+    parser.add_argument("--from-json", action="store_true", help="only re-render the report from its JSON")
     args = parser.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(args.report.with_suffix(".json").read_text())
+        write_report(saved["arms"], saved["meta"], args.report)
+        return
 
     from curriculum.models import resolve_model
 

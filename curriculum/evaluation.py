@@ -10,13 +10,14 @@ narrow.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -294,6 +295,7 @@ class EvalSettings:
     seed: int = 0
     confidence: float = 0.95
     resamples: int = DEFAULT_RESAMPLES
+    chunk_size: int = 32
 
     def __post_init__(self) -> None:
         if self.samples < 1:
@@ -302,6 +304,8 @@ class EvalSettings:
             raise EvaluationError("samples > 1 with temperature 0 would repeat one greedy answer; raise temperature")
         if self.max_tokens < 1:
             raise EvaluationError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if self.chunk_size < 1:
+            raise EvaluationError(f"chunk_size must be at least 1, got {self.chunk_size}")
         if not 0 < self.confidence < 1:
             raise EvaluationError(f"confidence must be in (0, 1), got {self.confidence}")
 
@@ -319,12 +323,14 @@ def evaluate(
     template: PromptTemplate = DEFAULT_TEMPLATE,
     samples_path: str | Path | None = None,
     on_benchmark: Callable[[str, int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Evaluate `model` on `benchmarks` (and the held-out split of `buckets`, per bucket); return the JSON dict.
 
     Every benchmark is generated with the same Sampling (seeded) and checked with `curriculum.verify`, the
     verifier the training reward uses. `samples_path`, when given, receives one JSON line per completion.
-    `on_benchmark(name, n_problems)` is called before each set (the CLI prints it).
+    `on_benchmark(name, n_problems)` is called before each set and `on_progress(problems_done)` after each
+    chunk of problems (the CLI draws a progress bar from them).
     """
     from curriculum.models import model_label, resolve_model
     from curriculum.rollout.base import Sampling
@@ -348,7 +354,8 @@ def evaluate(
         for name, frame in sets.items():
             if on_benchmark:
                 on_benchmark(name, len(frame))
-            results[name] = _evaluate_set(runner, name, frame, sampling, settings, template, sample_file)
+            results[name] = _evaluate_set(runner, name, frame, sampling, settings, template, sample_file,
+                                          on_progress)
     finally:
         runner.close()
         if sample_file:
@@ -357,7 +364,9 @@ def evaluate(
         "model": model_label(model),
         "model_spec": model,
         "engine": engine,
+        "engine_options": dict(engine_options or {}),
         "sampling": sampling.to_dict(),
+        "chunk_size": settings.chunk_size,
         "k": settings.samples,
         "limit": settings.limit,
         "seed": settings.seed,
@@ -372,14 +381,29 @@ def evaluate(
     }
 
 
-def _evaluate_set(runner, name, frame, sampling, settings: EvalSettings, template, sample_file) -> dict:
+def chunk_seed(seed: int, benchmark: str, chunk: int) -> int:
+    """The sampling seed of one chunk of one benchmark: fixed by (seed, benchmark, chunk), so a benchmark's
+    numbers do not depend on which other benchmarks ran before it."""
+    digest = hashlib.sha256(f"{seed}:{benchmark}:{chunk}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def _evaluate_set(runner, name, frame, sampling, settings: EvalSettings, template, sample_file,
+                  on_progress=None) -> dict:
+    from curriculum.rollout.base import RolloutError
     from curriculum.verify import check_batch
 
     prompts = [template.messages(problem) for problem in frame["problem"]]
-    completions = runner.generate(prompts, settings.samples, sampling)
     k = settings.samples
-    if len(completions) != len(frame) or any(len(group) != k for group in completions):
-        raise RuntimeError(f"engine returned {len(completions)} groups for {len(frame)} prompts (expected {k} each)")
+    completions = []
+    for index, start in enumerate(range(0, len(prompts), settings.chunk_size)):
+        chunk = prompts[start:start + settings.chunk_size]
+        groups = runner.generate(chunk, k, replace(sampling, seed=chunk_seed(settings.seed, name, index)))
+        if len(groups) != len(chunk) or any(len(group) != k for group in groups):
+            raise RolloutError(f"engine returned {len(groups)} groups for {len(chunk)} prompts (expected {k} each)")
+        completions.extend(groups)
+        if on_progress:
+            on_progress(len(completions))
     texts = [c.text for group in completions for c in group]
     golds = [answer for answer in frame["answer"] for _ in range(k)]
     verdicts = check_batch(texts, golds)

@@ -11,7 +11,6 @@ import sys
 import time
 
 import pandas as pd
-import pytest
 from click.testing import CliRunner
 
 from curriculum.cli import cli

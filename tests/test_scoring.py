@@ -130,13 +130,19 @@ def test_settled_means_no_edge_strictly_inside_the_interval():
 
 
 def test_adaptive_replay_stops_certain_problems_early_and_keeps_uncertain_ones():
-    config = ScoreConfig(samples=8, adaptive=True, max_samples=32)
-    outcomes = np.zeros((3, 32), dtype=bool)
+    outcomes = np.zeros((4, 32), dtype=bool)
     outcomes[1] = True
     outcomes[2, ::2] = True  # a pass rate of exactly 0.5 sits on an edge: never settles
-    sizes = adaptive_sample_sizes(outcomes, config)
-    # Wilson's upper bound for 0/16 is 0.194 < 0.2 (0/8 gives 0.324): all-fail and all-pass stop at 16.
-    assert sizes.tolist() == [16, 16, 32]
+    outcomes[3, :8] = [True] * 5 + [False] * 3  # 5/8, then 6/8 per round: near 0.5 and 0.8, never settles
+    outcomes[3, 8:] = ([True] * 6 + [False] * 2) * 3
+    # The 80% Wilson bound for 0/8 is 0.170 < 0.2: all-fail and all-pass stop after one round of 8 ...
+    sizes = adaptive_sample_sizes(outcomes, ScoreConfig(samples=8, adaptive=True, max_samples=32))
+    assert sizes.tolist() == [8, 8, 32, 32]
+    # ... but at 95% it is 0.324 (0/16 gives 0.194), so they need a second round.
+    strict = ScoreConfig(samples=8, adaptive=True, max_samples=32, stop_confidence=0.95)
+    assert adaptive_sample_sizes(outcomes, strict).tolist() == [16, 16, 32, 32]
+    tiny_rounds = ScoreConfig(samples=8, adaptive=True, max_samples=64, stop_confidence=0.95)
+    assert adaptive_sample_sizes(np.zeros((1, 64), dtype=bool), tiny_rounds).tolist() == [16]
 
 
 # ---------------------------------------------------------------------------------------- score(): fixed
@@ -171,16 +177,25 @@ def test_fixed_scoring_writes_the_scores_contract(tmp_path):
 def test_adaptive_scoring_spends_less_on_certain_problems_and_draws_fresh_samples_each_round(tmp_path):
     problems = known_problems([0.0, 1.0, 0.0, 1.0, 0.5])
     engine = KnownRateEngine()
-    config = ScoreConfig(samples=8, adaptive=True, max_samples=32, chunk_size=10)
+    config = ScoreConfig(samples=4, adaptive=True, max_samples=16, stop_confidence=0.95, chunk_size=10)
     summary = score(problems, engine, config, tmp_path / "s.parquet", model="m")
     frame = pd.read_parquet(tmp_path / "s.parquet")
-    assert frame["n"].tolist()[:4] == [16, 16, 16, 16]
-    assert frame["k"].tolist()[:4] == [0, 16, 0, 16]
+    # 95% Wilson bounds for 0/n: 0.49 (n=4), 0.32 (8), 0.24 (12), 0.19 (16): certain problems stop at 16 ...
+    assert frame["n"].tolist() == [16] * 5 and frame["k"].tolist()[:4] == [0, 16, 0, 16]
+    config = ScoreConfig(samples=8, adaptive=True, max_samples=32, chunk_size=10)
+    engine = KnownRateEngine()
+    summary = score(problems, engine, config, tmp_path / "t.parquet", model="m")
+    frame = pd.read_parquet(tmp_path / "t.parquet")
+    # ... and at the default stop confidence (80%) after the first round of 8.
+    assert frame["n"].tolist()[:4] == [8, 8, 8, 8] and frame["k"].tolist()[:4] == [0, 8, 0, 8]
     assert frame["n"].iloc[4] == 32  # p = 0.5 straddles an edge
-    assert summary.rollouts == 96 and summary.rollouts_budget == 160 and summary.rollouts_saved == 64
-    # Rounds: 5 prompts, 5 again, then only the undecided one, twice; each round with its own seed.
-    assert [(prompts, n) for prompts, n, _ in engine.calls] == [(5, 8), (5, 8), (1, 8), (1, 8)]
+    assert summary.rollouts == 64 and summary.rollouts_budget == 160 and summary.rollouts_saved == 96
+    # Rounds: 5 prompts, then only the undecided one, three times; each round with its own seed.
+    assert [(prompts, n) for prompts, n, _ in engine.calls] == [(5, 8), (1, 8), (1, 8), (1, 8)]
     assert len({seed for _, _, seed in engine.calls}) == 4
+    # the written interval keeps its own (95%) level
+    low, high = binomial_interval(0, 8, method="wilson", confidence=0.95)
+    assert (frame["ci_low"].iloc[0], frame["ci_high"].iloc[0]) == pytest.approx((low, high))
 
 
 def test_hf_engine_end_to_end_on_the_tiny_model(tmp_path, tiny_model_dir):

@@ -57,7 +57,9 @@ def _template(prompt_config: Path | None):
 @click.option("--interval", type=click.Choice(["wilson", "jeffreys"]), default="wilson",
               help="Binomial interval written as ci_low/ci_high (and used by --adaptive).")
 @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
-              help="Interval confidence level.")
+              help="Confidence level of the interval written as ci_low/ci_high.")
+@click.option("--stop-confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
+              help="Adaptive: confidence level of the interval that must fit inside one band to stop.")
 @click.option("--temperature", type=click.FloatRange(min=0), default=0.7)
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.95)
 @click.option("--max-tokens", type=click.IntRange(min=1), default=512, help="Most tokens per completion.")
@@ -76,8 +78,8 @@ def _template(prompt_config: Path | None):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Scores parquet to write.")
 @click.pass_context
 def score(ctx, problems, model, engine, engine_options, base_url, samples, adaptive, max_samples, edges, interval,
-          confidence, temperature, top_p, max_tokens, seed, shard, resume, keep_completions, chunk_size, extraction,
-          prompt_config, out) -> None:
+          confidence, stop_confidence, temperature, top_p, max_tokens, seed, shard, resume, keep_completions,
+          chunk_size, extraction, prompt_config, out) -> None:
     """Estimate each problem's difficulty as its pass rate under base-model rollouts.
 
     Writes one row per problem: n, k (passes), pass_rate, a Wilson or Jeffreys interval (ci_low, ci_high),
@@ -116,7 +118,8 @@ def score(ctx, problems, model, engine, engine_options, base_url, samples, adapt
     try:
         config = ScoreConfig(
             samples=samples, adaptive=adaptive, max_samples=max_samples, edges=parse_edges(edges),
-            interval=interval, confidence=confidence, chunk_size=chunk_size, extraction=extraction,
+            interval=interval, confidence=confidence, stop_confidence=stop_confidence, chunk_size=chunk_size,
+            extraction=extraction,
             sampling=Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed),
             template=_template(prompt_config),
         )

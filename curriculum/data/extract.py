@@ -18,14 +18,20 @@ def extract_gsm8k(text: str) -> str | None:
 
 
 def last_boxed(text: str) -> str | None:
-    """The content of the last `\\boxed{...}` (or `\\fbox{...}`), with nested braces; `\\boxed 5` too."""
+    """The content of the last `\\boxed{...}` (or `\\fbox{...}`), with nested braces; `\\boxed 5` too.
+
+    Linear time: brace pairs are matched in one pass, so text full of unclosed boxes cannot stall it.
+    """
     matches = list(_BOXED.finditer(text))
+    if not matches:
+        return None
+    closing = _matching_braces(text)
     for match in reversed(matches):
         start = match.end()
         if start < len(text) and text[start] == "{":
-            content = _balanced(text, start)
-            if content is not None:
-                return content.strip()
+            end = closing.get(start)
+            if end is not None:
+                return text[start + 1 : end].strip()
         elif start < len(text):
             # `\boxed 5`: the argument runs to the next whitespace or `$`.
             token = re.match(r"[^\s$]+", text[start:])
@@ -34,19 +40,17 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def _balanced(text: str, open_index: int) -> str | None:
-    depth = 0
-    for index in range(open_index, len(text)):
-        char = text[index]
-        if char == "\\" and index + 1 < len(text) and text[index + 1] in "{}":
+def _matching_braces(text: str) -> dict[int, int]:
+    """Opening-brace index -> closing-brace index, ignoring escaped braces `\\{` and `\\}`."""
+    pairs, stack = {}, []
+    for index, char in enumerate(text):
+        if char not in "{}" or (index and text[index - 1] == "\\"):
             continue
-        if char == "{" and (index == 0 or text[index - 1] != "\\"):
-            depth += 1
-        elif char == "}" and (index == 0 or text[index - 1] != "\\"):
-            depth -= 1
-            if depth == 0:
-                return text[open_index + 1 : index]
-    return None
+        if char == "{":
+            stack.append(index)
+        elif stack:
+            pairs[stack.pop()] = index
+    return pairs
 
 
 def extract_answer(raw: str, rule: str) -> str | None:

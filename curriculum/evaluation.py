@@ -251,6 +251,11 @@ def load_heldout(buckets_dir: str | Path, *, split: str | None = None, limit: in
     return _check_problems(frame, str(buckets_dir), limit)
 
 
+def _label(name: str) -> str:
+    """What a benchmark is called in results: its name, or a problems file's stem."""
+    return name if name in BENCHMARKS else Path(name).stem
+
+
 def _load_benchmark(name: str, data_dir: str | Path | None):
     from curriculum.data import load_benchmark
 
@@ -335,7 +340,9 @@ def evaluate(
     from curriculum.models import model_label, resolve_model
     from curriculum.rollout.base import Sampling
 
-    sets = {name: load_eval_set(name, data_dir=data_dir, limit=settings.limit) for name in benchmarks}
+    sets = {_label(name): load_eval_set(name, data_dir=data_dir, limit=settings.limit) for name in benchmarks}
+    if len(sets) != len(benchmarks):
+        raise EvaluationError(f"benchmarks must be distinct, got {list(benchmarks)}")
     if buckets is not None:
         sets[HELDOUT] = load_heldout(buckets, split=buckets_split, limit=settings.limit)
     if not sets:

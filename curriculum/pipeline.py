@@ -58,6 +58,14 @@ class PipelineError(ValueError):
     """A recipe or run directory the pipeline cannot use; the message names the file and key."""
 
 
+class StageFailed(PipelineError):
+    """A stage stopped with an error; the stages before it are complete and kept."""
+
+    def __init__(self, stage: str, error: BaseException):
+        super().__init__(f"stage {stage} failed: {error}")
+        self.stage = stage
+
+
 # --------------------------------------------------------------------------------------------------
 # the recipe
 
@@ -262,6 +270,15 @@ class Pipeline:
             prints[stage] = upstream = hashlib.sha256(text.encode()).hexdigest()[:16]
         return prints
 
+    def eval_fingerprint(self, label: str) -> str:
+        """`before` depends on the model, eval settings and held-out split only, so it survives a retrain."""
+        prints = self.fingerprints()
+        if label == "after":
+            return prints["eval"]
+        text = json.dumps({"model": self.config.model, "eval": self.config.eval, "build": prints["build"]},
+                          sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def marker(self, stage: str) -> Path:
         return self.root / MARKERS / f"{stage}.json"
 
@@ -292,8 +309,11 @@ class Pipeline:
         if stage not in STAGES:
             raise PipelineError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
         removed = []
+        keep = {self.paths["before"], self.paths["before"].with_name("eval_before.samples.jsonl")}
         for later in STAGES[STAGES.index(stage):]:
             for path in [*self.outputs(later), self.marker(later)]:
+                if path in keep and stage not in ("data", "score", "build"):
+                    continue  # rechecked by its own fingerprint: a retrain does not change the base model
                 if path.is_dir():
                     shutil.rmtree(path)
                     removed.append(path)
@@ -325,7 +345,10 @@ class Pipeline:
                 continue
             emit("start", state.name, state.note)
             started = time.perf_counter()
-            resumed = getattr(self, f"_run_{state.name}")(state.status == "partial", emit)
+            try:
+                resumed = getattr(self, f"_run_{state.name}")(state.status == "partial", emit)
+            except (ValueError, RuntimeError, OSError) as error:  # library errors all derive from these
+                raise StageFailed(state.name, error) from error
             wall = time.perf_counter() - started
             if state.name != "report":
                 self.marker(state.name).parent.mkdir(parents=True, exist_ok=True)
@@ -349,7 +372,7 @@ class Pipeline:
         data = self.config.data
         synth = data.get("synth") or {}
         options = PrepareOptions(
-            decontaminate=tuple(data.get("eval_sets") or PrepareOptions().decontaminate),
+            decontaminate=tuple(data["eval_sets"]) if "eval_sets" in data else PrepareOptions().decontaminate,
             limit_per_source=data.get("limit"), synth_n=synth.get("n"), synth_seed=synth.get("seed"),
             **{key: data[key] for key in ("ngram",) if key in data},
             **({"threshold": data["overlap"]} if "overlap" in data else {}),
@@ -370,10 +393,8 @@ class Pipeline:
 
         config, engine_name, engine_options, keep = score_config(self.config.score)
         out = self.paths["scores"]
-        resume = scoring.parts_dir(out).exists()
-        if partial and not resume:
-            for path in self.outputs("score"):  # no parts to resume from: start clean
-                path.unlink(missing_ok=True) if path.is_file() else None
+        # Finished chunks (parts) or a finished file are reused; scoring refuses them if its settings differ.
+        resume = scoring.parts_dir(out).exists() or out.exists()
         try:
             problems = scoring.load_problems(self.paths["problems"])
             engine = get_engine(engine_name, self.config.model, **engine_options)
@@ -384,7 +405,8 @@ class Pipeline:
                           keep_completions=keep,
                           on_progress=lambda p: self.progress("score", p.problems_done, p.problems_total))
         except (scoring.ScoringError, RolloutError) as error:
-            raise PipelineError(f"score: {error} (finished chunks are kept; rerun to resume)") from error
+            raise PipelineError(f"score: {error} (finished chunks are kept: rerun to resume, or pass --redo score "
+                                "to start over)") from error
         finally:
             engine.close()
         return resume
@@ -453,11 +475,12 @@ class Pipeline:
         runs = [("before", self.config.model)] if section.get("before", True) else []
         runs.append(("after", str(self.paths["train"])))
         heldout = self.paths["heldout"] if self.paths["heldout"].exists() else None
+        total = [0]
         for label, model in runs:
             out = self.paths[label]
             if out.exists():
                 previous = read_eval(out)
-                if previous.get("fingerprint") == self.fingerprints()["eval"]:
+                if previous.get("fingerprint") == self.eval_fingerprint(label):
                     emit("info", "eval", f"{out.name} already complete")
                     continue
             emit("info", "eval", f"{label}: {model}")
@@ -465,10 +488,11 @@ class Pipeline:
                 model, section.get("benchmarks", ["gsm8k"]), settings=settings, engine=section.get("engine", "hf"),
                 engine_options=section.get("engine_options") or {}, buckets=heldout,
                 data_dir=self.config.data.get("data_dir"), samples_path=samples_path_for(out),
-                on_benchmark=lambda name, n, label=label: emit("info", "eval", f"{label}: {name}, {n} problems"),
-                on_progress=lambda done: self.progress("eval", done, 0),
+                on_benchmark=lambda name, n, label=label: (total.__setitem__(0, n),
+                                                           emit("info", "eval", f"{label}: {name}, {n} problems")),
+                on_progress=lambda done: self.progress("eval", done, total[0]),
             )
-            result["fingerprint"] = self.fingerprints()["eval"]
+            result["fingerprint"] = self.eval_fingerprint(label)
             write_eval(result, out)
         return partial
 

@@ -158,3 +158,71 @@ def test_eval_cli_reports_bad_input_without_traceback(tmp_path):
     assert result.exit_code != 0
     assert "unknown benchmark 'nope'" in result.output
     assert "Traceback" not in result.output
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the harness end to end on the tiny model
+
+
+def _evaluate_tiny(model_dir, data_dir, tmp_path, seed, name):
+    from curriculum.evaluation import evaluate, write_eval
+
+    settings = EvalSettings(samples=3, limit=6, max_tokens=12, seed=seed, chunk_size=4)
+    samples = tmp_path / f"{name}.samples.jsonl"
+    result = evaluate(str(model_dir), ["gsm8k"], settings=settings, data_dir=data_dir, samples_path=samples)
+    write_eval(result, tmp_path / f"{name}.json")
+    return result, samples.read_text()
+
+
+def _numbers(result: dict) -> dict:
+    return {key: value for key, value in result.items() if key != "timing"}
+
+
+def test_same_seed_gives_the_same_numbers_and_samples(tiny_model_dir, data_dir, tmp_path):
+    first, first_samples = _evaluate_tiny(tiny_model_dir, data_dir, tmp_path, 5, "a")
+    second, second_samples = _evaluate_tiny(tiny_model_dir, data_dir, tmp_path, 5, "b")
+    assert json.dumps(_numbers(first), sort_keys=True) == json.dumps(_numbers(second), sort_keys=True)
+    assert first_samples == second_samples
+    other, other_samples = _evaluate_tiny(tiny_model_dir, data_dir, tmp_path, 6, "c")
+    assert other_samples != first_samples  # the seed really drives sampling
+
+
+def test_eval_json_records_the_harness(tiny_model_dir, data_dir, tmp_path):
+    from curriculum.cli import cli
+
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(cli, [
+        "eval", "--model", str(tiny_model_dir), "--benchmarks", "gsm8k", "--limit", "4", "--samples", "2",
+        "--max-tokens", "8", "--seed", "3", "--data-dir", str(data_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads(out.read_text())
+    assert saved["engine"] == "hf" and saved["k"] == 2 and saved["limit"] == 4 and saved["seed"] == 3
+    assert saved["sampling"] == {"temperature": 0.6, "top_p": 0.95, "max_tokens": 8, "seed": 3}
+    bench = saved["benchmarks"]["gsm8k"]
+    assert bench["n_problems"] == 4 and bench["n_samples"] == 8 and set(bench["pass_at_k"]) == {"1", "2"}
+    assert len(bench["problems"]["id"]) == 4 and sum(bench["statuses"].values()) == 8
+    assert 0 <= bench["avg_at_k"]["ci_low"] <= bench["avg_at_k"]["mean"] <= bench["avg_at_k"]["ci_high"] <= 1
+    lines = (tmp_path / "eval.samples.jsonl").read_text().splitlines()
+    assert len(lines) == 8 and {"text", "predicted", "status"} <= set(json.loads(lines[0]))
+    assert "gsm8k" in result.output and "avg@2" in result.output
+
+
+def test_per_bucket_results_for_a_buckets_dataset(tiny_model_dir, tmp_path):
+    import pandas as pd
+
+    from curriculum import buckets as lib
+    from curriculum.evaluation import evaluate
+
+    problems = pd.DataFrame({"id": [f"p{i}" for i in range(6)], "problem": [f"What is {i} + {i}?" for i in range(6)],
+                             "answer": [str(2 * i) for i in range(6)], "source": "unit"})
+    passes = [3, 3, 2, 2, 1, 1]
+    scores = pd.DataFrame({"id": problems["id"], "n": 4, "k": passes, "pass_rate": [p / 4 for p in passes],
+                           "ci_low": 0.0, "ci_high": 1.0, "mean_tokens": 10.0, "truncated_frac": 0.0,
+                           "model": "tiny", "engine": "hf", "sampling": "{}"})
+    built = lib.build(scores, problems, lib.BuildConfig(num_buckets=3))
+    lib.save(built, tmp_path / "heldout")
+    result = evaluate(str(tiny_model_dir), [], settings=EvalSettings(samples=2, max_tokens=6),
+                      buckets=tmp_path / "heldout")
+    heldout = result["benchmarks"]["heldout"]
+    assert set(heldout["per_bucket"]) == {"0", "1", "2"}
+    assert sum(b["n_problems"] for b in heldout["per_bucket"].values()) == 6

@@ -45,7 +45,7 @@ class HFEngine:
         memory_fraction: float = 0.5,
     ) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         if mode not in ("auto", "padded", "continuous"):
             raise ValueError(f"unknown hf batching mode {mode!r}; expected auto, padded or continuous")
@@ -63,8 +63,12 @@ class HFEngine:
                 f"model {self.model_path} has no chat template; scoring needs one to format prompts "
                 "(use an instruct/chat model)"
             )
+        self.mode: BatchMode = mode
+        if mode == "auto":
+            self.mode = "continuous" if self.device.type == "cuda" else "padded"
         try:
-            self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype)
+            self.model = _load_model(self.model_path, self.dtype,
+                                     grouped_sdpa=self.mode == "padded" and self.device.type == "cpu")
         except Exception as error:  # noqa: BLE001
             raise RolloutError(f"cannot load model {self.model_path}: {error}") from error
         self.model.to(self.device).eval()
@@ -72,9 +76,6 @@ class HFEngine:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.batch_size = int(batch_size) if batch_size else None
         self.memory_fraction = memory_fraction
-        self.mode: BatchMode = mode
-        if mode == "auto":
-            self.mode = "continuous" if self.device.type == "cuda" else "padded"
 
     # -- protocol ------------------------------------------------------------------------------------------
 
@@ -217,6 +218,49 @@ class HFEngine:
         if missing:
             raise RuntimeError(f"continuous batching returned no result for {len(missing)} prompt(s)")
         return results
+
+
+GQA_SDPA = "curriculum_sdpa_gqa"
+
+
+def _register_gqa_sdpa() -> str:
+    """Register (once) transformers' SDPA attention that keeps grouped-query heads grouped under a padding mask.
+
+    With a padding mask, transformers' `sdpa` copies every key/value head `num_key_value_groups` times per layer
+    and step (`repeat_kv`) before calling torch's SDPA; on CPU that copy of the whole KV cache dominates batched
+    decoding (SmolLM2 shares 3 KV heads among 9). torch's SDPA takes grouped heads itself (`enable_gqa`) with a
+    mask, and gives the same numbers.
+    """
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import sdpa_mask
+
+    def forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
+        import torch
+
+        groups = getattr(module, "num_key_value_groups", 1)
+        if attention_mask is None or groups == 1 or kwargs.get("position_bias") is not None or kwargs.get("cache"):
+            return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                          scaling=scaling, is_causal=is_causal, **kwargs)
+        output = torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, enable_gqa=True
+        )
+        return output.transpose(1, 2).contiguous(), None
+
+    AttentionInterface.register(GQA_SDPA, forward)
+    AttentionMaskInterface.register(GQA_SDPA, sdpa_mask)
+    return GQA_SDPA
+
+
+def _load_model(path: str, dtype, *, grouped_sdpa: bool):
+    from transformers import AutoModelForCausalLM
+
+    if grouped_sdpa:
+        try:
+            return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=_register_gqa_sdpa())
+        except (ValueError, ImportError):
+            pass  # an architecture that only takes its built-in attention implementations
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
 
 
 def _pick_dtype(dtype: str | None, device):

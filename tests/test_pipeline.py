@@ -1,0 +1,137 @@
+"""The pipeline: recipes validated at the door, stages run in order, skipped when done, resumed, refused when stale."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from curriculum.cli import cli
+from curriculum.pipeline import STAGES, Pipeline, PipelineError, config_from_dict, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_recipe(model_dir: Path, out: Path, problems_file: Path) -> dict:
+    """A whole pipeline on the tiny model and 12 synthetic problems: seconds per stage."""
+    return {
+        "name": "tiny",
+        "out": str(out),
+        "model": str(model_dir),
+        "data": {"sources": ["synthetic"], "synth": {"n": 12, "seed": 0}, "eval_sets": []},
+        "score": {"samples": 2, "max_tokens": 8, "seed": 0},
+        "build": {"buckets": 2, "drop_unsolved": False, "heldout": 4},
+        "train": {"schedule": "linear", "max_steps": 2, "num_generations": 2,
+                  "grpo": {"max_completion_length": 8, "per_device_train_batch_size": 2, "save_steps": 1,
+                           "report_to": "none"}},
+        "eval": {"benchmarks": [str(problems_file)], "samples": 2, "max_tokens": 8},
+    }
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    problems = root / "mini.jsonl"
+    problems.write_text("".join(json.dumps({"problem": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n"
+                                for i in range(3)))
+    recipe = root / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(tiny_model_dir, root / "run", problems)))
+    events = []
+    outcomes = Pipeline(load_config(recipe)).run(on_event=lambda kind, stage, message: events.append((kind, stage)))
+    return recipe, root / "run", outcomes, events
+
+
+def test_first_run_runs_every_stage_in_order_and_leaves_a_report(finished_run):
+    _, run, outcomes, events = finished_run
+    assert [o.name for o in outcomes] == list(STAGES)
+    assert all(o.action == "ran" for o in outcomes)
+    assert [stage for kind, stage in events if kind == "start"] == list(STAGES)
+    for name in ("problems.parquet", "scores.parquet", "buckets/manifest.json", "heldout/manifest.json",
+                 "train/config.json", "train/metrics.jsonl", "eval_before.json", "eval_after.json",
+                 "report/report.md", "report/report.html", "config.yaml"):
+        assert (run / name).exists(), name
+    after = json.loads((run / "eval_after.json").read_text())
+    assert set(after["benchmarks"]) == {"mini", "heldout"} and "per_bucket" in after["benchmarks"]["heldout"]
+    report = (run / "report" / "report.md").read_text()
+    assert "mixture.png" in report and "eval.png" in report and "Not yet available" not in report
+
+
+def test_rerun_skips_finished_stages(finished_run):
+    recipe, run, _, _ = finished_run
+    before = (run / "eval_after.json").stat().st_mtime_ns
+    outcomes = Pipeline(load_config(recipe)).run()
+    assert {o.name: o.action for o in outcomes} == {**{s: "skipped" for s in STAGES[:-1]}, "report": "ran"}
+    assert (run / "eval_after.json").stat().st_mtime_ns == before
+
+
+def test_changed_settings_are_refused_until_redo_and_redo_keeps_the_base_eval(finished_run):
+    recipe, run, _, _ = finished_run
+    changed = load_config(recipe, ["train.max_steps=3"])
+    plan = {state.name: state.status for state in Pipeline(changed).plan()}
+    assert plan["data"] == plan["score"] == plan["build"] == "done" and plan["train"] == "stale"
+    with pytest.raises(PipelineError, match="--redo train"):
+        Pipeline(changed).run()
+    base_eval = (run / "eval_before.json").stat().st_mtime_ns
+    pipeline = Pipeline(changed)
+    pipeline.redo("train")
+    outcomes = {o.name: o.action for o in pipeline.run()}
+    assert outcomes["build"] == "skipped" and outcomes["train"] == "ran"
+    assert (run / "eval_before.json").stat().st_mtime_ns == base_eval  # the untrained model did not change
+    assert (run / "train" / "checkpoint-3").is_dir()
+    # back to the recipe as written, for the other tests
+    original = Pipeline(load_config(recipe))
+    original.redo("train")
+    original.run()
+
+
+def test_interrupted_training_is_resumed_from_its_checkpoint(finished_run):
+    recipe, run, _, _ = finished_run
+    (run / ".pipeline" / "train.json").unlink()  # as if killed after the last checkpoint
+    pipeline = Pipeline(load_config(recipe))
+    assert {s.name: s.status for s in pipeline.plan()}["train"] == "partial"
+    outcomes = {o.name: o.action for o in pipeline.run(until="train")}
+    assert outcomes["train"] == "resumed"
+    assert {s.name: s.status for s in pipeline.plan()}["eval"] == "done"
+
+
+def test_cli_prints_the_plan_and_a_summary(finished_run):
+    recipe, run, _, _ = finished_run
+    plan = CliRunner().invoke(cli, ["pipeline", str(recipe), "--plan"])
+    assert plan.exit_code == 0, plan.output
+    for stage in STAGES:
+        assert stage in plan.output
+    result = CliRunner().invoke(cli, ["pipeline", str(recipe)])
+    assert result.exit_code == 0, result.output
+    assert "summary of tiny" in result.output and f"report: {run / 'report' / 'report.md'}" in result.output
+
+
+@pytest.mark.parametrize(("recipe", "message"), [
+    ({"data": {"sources": ["synthetic"]}}, "`name` is required"),
+    ({"name": "x"}, "data.sources"),
+    ({"name": "x", "data": {"sources": ["synthetic"]}, "trian": {}}, "unknown top-level key"),
+    ({"name": "x", "data": {"sources": ["synthetic"]}, "eval": {"sample": 4}}, "unknown key(s) ['sample'] in `eval`"),
+    ({"name": "x", "data": {"sources": ["synthetic"]}, "score": {"sampels": 4}}, "in `score`"),
+    ({"name": "x", "data": {"sources": ["synthetic"]}, "train": {"lerning_rate": 1}}, "lerning_rate"),
+])
+def test_bad_recipes_are_refused_with_the_key_named(recipe, message):
+    with pytest.raises(PipelineError) as error:
+        config_from_dict(recipe, source="r.yaml")
+    assert message in str(error.value)
+
+
+def test_cli_bad_recipe_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ndata: {sources: [synthetic]}\neval: {sample: 4}\n")
+    result = CliRunner().invoke(cli, ["pipeline", str(bad)])
+    assert result.exit_code != 0 and "sample" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "pipelines").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_recipes_are_valid(recipe):
+    config = load_config(recipe)
+    assert config.out == Path("runs") / config.name
+    assert all(b in {"aime24", "amc23", "math500", "gsm8k", "minerva", "olympiadbench"}
+               for b in config.eval["benchmarks"])

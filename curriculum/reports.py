@@ -600,7 +600,12 @@ def build_document(files: RunFiles, out_dir: Path, title: str | None = None) -> 
     if files.metrics:
         metrics = files.metrics
         last = metrics[-1]
-        doc.text(f"{len(metrics)} logged steps, last step {last['step']}.")
+        runtime = next((row["train_runtime"] for row in reversed(metrics) if "train_runtime" in row), None)
+        tokens = max((row.get("num_tokens") or 0 for row in metrics), default=0)
+        doc.text(f"{len([r for r in metrics if 'reward' in r])} logged steps, last step {last['step']}"
+                 + (f", {tokens:,.0f} tokens through the model (prompt + completion)" if tokens else "")
+                 + (f", {runtime / 60:.1f} min of training" if runtime else "") + ".")
+        last = next((row for row in reversed(metrics) if "reward" in row), last)
         summary = [[key, last[key]] for key in ("reward", zero_advantage_key(metrics), "completions/mean_length",
                                                 "completions/clipped_ratio", "curriculum/progress", "loss")
                    if key and isinstance(last.get(key), (int, float))]

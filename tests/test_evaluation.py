@@ -226,3 +226,19 @@ def test_per_bucket_results_for_a_buckets_dataset(tiny_model_dir, tmp_path):
     heldout = result["benchmarks"]["heldout"]
     assert set(heldout["per_bucket"]) == {"0", "1", "2"}
     assert sum(b["n_problems"] for b in heldout["per_bucket"].values()) == 6
+
+
+@pytest.mark.slow
+def test_smollm2_eval_is_reproducible_with_the_same_seed(smollm2_dir, data_dir, tmp_path):
+    first, first_samples = _evaluate_real(smollm2_dir, data_dir, tmp_path, "a")
+    second, second_samples = _evaluate_real(smollm2_dir, data_dir, tmp_path, "b")
+    assert _numbers(first) == _numbers(second) and first_samples == second_samples
+
+
+def _evaluate_real(model_dir, data_dir, tmp_path, name):
+    from curriculum.evaluation import evaluate
+
+    samples = tmp_path / f"{name}.samples.jsonl"
+    settings = EvalSettings(samples=2, limit=4, max_tokens=48, seed=0)
+    result = evaluate(str(model_dir), ["gsm8k"], settings=settings, data_dir=data_dir, samples_path=samples)
+    return result, samples.read_text()

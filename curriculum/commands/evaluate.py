@@ -77,6 +77,7 @@ def eval_cmd(model, benchmarks, samples, engine, engine_options, limit, max_toke
     from curriculum.evaluation import EvalSettings, EvaluationError, evaluate, samples_path_for, write_eval
     from curriculum.models import ModelResolutionError
     from curriculum.rollout.base import RolloutError
+    from curriculum.verify import VerificationError
 
     names = [name.strip() for name in benchmarks.split(",") if name.strip()]
     try:
@@ -87,7 +88,7 @@ def eval_cmd(model, benchmarks, samples, engine, engine_options, limit, max_toke
             buckets=buckets, buckets_split=buckets_split, data_dir=data_dir, samples_path=samples_path_for(out),
             on_benchmark=lambda name, n: click.echo(f"{name}: {n} problems x {samples} samples", err=True),
         )
-    except (EvaluationError, ModelResolutionError, RolloutError) as error:
+    except (EvaluationError, ModelResolutionError, RolloutError, VerificationError) as error:
         raise click.ClickException(str(error)) from error
     write_eval(result, out)
     print_results(result)

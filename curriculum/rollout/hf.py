@@ -14,6 +14,7 @@ see reports/bench_score.md), and falls back to padded batches if continuous batc
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
@@ -72,6 +73,8 @@ class HFEngine:
         except Exception as error:  # noqa: BLE001
             raise RolloutError(f"cannot load model {self.model_path}: {error}") from error
         self.model.to(self.device).eval()
+        forward = inspect.signature(self.model.forward).parameters
+        self._can_prefill = "logits_to_keep" in forward and "position_ids" in forward
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.batch_size = int(batch_size) if batch_size else None
@@ -158,32 +161,59 @@ class HFEngine:
         import torch
 
         torch.manual_seed(sampling.seed)
-        # One row per (prompt, sample), longest prompts first: a batch holds prompts of similar length
-        # (little padding) and the first batch is the largest, so memory trouble shows at once.
-        rows = sorted(((i, j) for i in range(len(prompt_ids)) for j in range(n)),
-                      key=lambda row: (-len(prompt_ids[row[0]]), row[0], row[1]))
         batch = self.pick_batch_size(max(len(ids) for ids in prompt_ids), sampling.max_tokens)
+        # Work units (prompt, first sample, samples): a prompt's samples stay together unless n exceeds the
+        # batch. Longest prompts first: a batch holds prompts of similar length (little padding) and the first
+        # batch is the largest, so memory trouble shows at once.
+        per_unit = min(n, batch)
+        order = sorted(range(len(prompt_ids)), key=lambda i: -len(prompt_ids[i]))
+        units = [(i, first, min(per_unit, n - first)) for i in order for first in range(0, n, per_unit)]
+        batches: list[list[tuple[int, int, int]]] = [[]]
+        for unit in units:
+            if batches[-1] and sum(count for *_, count in batches[-1]) + unit[2] > batch:
+                batches.append([])
+            batches[-1].append(unit)
         config = self._generation_config(sampling)
         results: list[list[Completion | None]] = [[None] * n for _ in prompt_ids]
-        for start in range(0, len(rows), batch):
-            chunk = rows[start:start + batch]
-            width = max(len(prompt_ids[i]) for i, _ in chunk)
-            input_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
-            attention = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, (i, _) in enumerate(chunk):
-                ids = prompt_ids[i]
-                input_ids[row, width - len(ids):] = torch.tensor(ids)
-                attention[row, width - len(ids):] = 1
-            with torch.inference_mode():
-                output = self.model.generate(
-                    input_ids=input_ids.to(self.device),
-                    attention_mask=attention.to(self.device),
-                    generation_config=config,
-                )
-            generated = output[:, width:].tolist()
-            for row, (i, j) in enumerate(chunk):
-                results[i][j] = self._completion(generated[row], sampling.max_tokens)
+        for chunk in batches:
+            generated = self._generate_shared_prompts([prompt_ids[i] for i, _, _ in chunk],
+                                                      [count for *_, count in chunk], config)
+            rows = iter(generated)
+            for i, first, count in chunk:
+                for j in range(first, first + count):
+                    results[i][j] = self._completion(next(rows), sampling.max_tokens)
         return results  # type: ignore[return-value]
+
+    def _generate_shared_prompts(self, prompts: list[list[int]], counts: list[int], config) -> list[list[int]]:
+        """Generate `counts[p]` samples of each prompt, running each prompt through the model once.
+
+        `generate(num_return_sequences=n)` copies a prompt n times before the first forward pass, so every
+        sample pays the prompt again; on CPU, where a 150-token prompt costs more than 128 sampled tokens,
+        that is most of the work. Instead the prompts (all but their last token) fill a KV cache once, the
+        cache rows are repeated per sample, and `generate` continues from it.
+        """
+        import torch
+        from transformers import DynamicCache
+
+        width = max(len(ids) for ids in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            attention[row, width - len(ids):] = 1
+        input_ids, attention = input_ids.to(self.device), attention.to(self.device)
+        expand = torch.repeat_interleave(torch.arange(len(prompts)), torch.tensor(counts)).to(self.device)
+        cache = None
+        with torch.inference_mode():
+            if width > 1 and self._can_prefill:
+                cache = DynamicCache(config=self.model.config)
+                positions = (attention.cumsum(-1) - 1).clamp(min=0)
+                self.model(input_ids=input_ids[:, :-1], attention_mask=attention[:, :-1],
+                           position_ids=positions[:, :-1], past_key_values=cache, use_cache=True, logits_to_keep=1)
+                cache.reorder_cache(expand)
+            output = self.model.generate(input_ids=input_ids[expand], attention_mask=attention[expand],
+                                         past_key_values=cache, generation_config=config)
+        return output[:, width:].tolist()
 
     def _generate_continuous(
         self, prompt_ids: list[list[int]], n: int, sampling: Sampling

@@ -168,6 +168,7 @@ class RunFiles:
     manifest: dict | None = None
     metrics: list[dict] = field(default_factory=list)
     evals: dict[str, dict] = field(default_factory=dict)  # label -> eval JSON
+    stages: dict[str, dict] = field(default_factory=dict)  # pipeline stage -> its completion marker
 
     @property
     def found(self) -> list[str]:
@@ -203,6 +204,10 @@ def read_run(run_dir: str | Path) -> RunFiles:
     for path in sorted(root.glob("eval*.json")):
         label = {EVAL_BEFORE: "before", EVAL_AFTER: "after"}.get(path.name, path.stem)
         files.evals[label] = json.loads(path.read_text())
+    for stage in ("data", "score", "build", "train", "eval"):
+        marker = root / ".pipeline" / f"{stage}.json"
+        if marker.is_file():
+            files.stages[stage] = json.loads(marker.read_text())
     if "before" in files.evals and "after" in files.evals:  # before first in every table and plot
         files.evals = {"before": files.evals.pop("before"), "after": files.evals.pop("after"), **files.evals}
     return files
@@ -647,6 +652,12 @@ def build_document(files: RunFiles, out_dir: Path, title: str | None = None) -> 
     else:
         missing.append("eval_before.json / eval_after.json")
         doc.text("No evaluation yet.")
+    if files.stages:
+        doc.h2("Pipeline stages")
+        total = sum(m.get("wall_s") or 0 for m in files.stages.values())
+        doc.table(["stage", "wall time", "finished"],
+                  [[stage, f"{m.get('wall_s', 0):.0f} s", m.get("finished", "")] for stage, m in files.stages.items()]
+                  + [["total", f"{total / 60:.1f} min", ""]])
     if missing:
         doc.h2("Not yet available")
         doc.text("Missing inputs (stages not run yet, or run elsewhere): " + ", ".join(f"`{m}`" for m in missing) + ".")

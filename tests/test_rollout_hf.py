@@ -38,14 +38,21 @@ def test_returns_n_completions_per_prompt_in_prompt_order(engine):
             assert isinstance(completion.text, str)
 
 
-def test_batching_across_problems_gives_the_same_greedy_answers_as_one_at_a_time(engine):
-    # Left padding and length sorting must not change what each prompt generates.
+def test_batching_and_shared_prompt_cache_give_plain_generate_answers(engine):
+    # Left padding, length sorting, one prompt pass shared by its samples, and samples split across batches
+    # (n = 6 > batch_size = 4) must not change what each prompt generates: compare greedy answers with a
+    # plain `model.generate` of each prompt alone.
+    import torch
+
     greedy = Sampling(temperature=0.0, max_tokens=10)
-    batched = engine.generate(prompts(), 2, greedy)
+    batched = engine.generate(prompts(), 6, greedy)
     for index, messages in enumerate(prompts()):
-        alone = engine.generate([messages], 1, greedy)[0][0]
-        assert batched[index][0].text == alone.text
-        assert batched[index][1].text == alone.text
+        ids = torch.tensor([engine.encode(messages)])
+        output = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                       generation_config=engine._generation_config(greedy))
+        alone = engine._completion(output[0, ids.shape[1]:].tolist(), 10)
+        assert [c.text for c in batched[index]] == [alone.text] * 6
+        assert batched[index][0].num_tokens == alone.num_tokens
 
 
 def test_same_seed_same_samples_other_seed_other_samples(engine):

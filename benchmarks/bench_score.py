@@ -1,7 +1,10 @@
 """Benchmark `curriculum score`: engine throughput against baselines, adaptive against fixed sampling.
 
-    python benchmarks/bench_score.py [--parts hf,vllm,adaptive] [--problems 64] [--samples 8] [--max-tokens 128]
-        [--naive-problems 8] [--synthetic 200] [--adaptive-engine vllm] [--out reports]
+    python benchmarks/bench_score.py [--full] [--parts hf,vllm,adaptive] [--problems 16] [--samples 8]
+        [--max-tokens 128] [--naive-problems 2] [--synthetic 48] [--adaptive-engine vllm] [--out reports]
+
+The defaults take about 15 minutes on 2 idle cores; `--full` uses the issue's sizes (64 GSM8K problems, 8 of
+them for the naive loop; 200 synthetic problems), which takes hours on such a machine.
 
 - hf: tokens/s of the `hf` engine (batched across problems) against a naive loop, one
   `model.generate(num_return_sequences=n)` per problem, on the same GSM8K-test problems in the same run and
@@ -76,16 +79,31 @@ def bench_hf(args, problems: pd.DataFrame) -> dict:
                   hf_engine_tokens_per_s=round(engine_tokens / engine_s, 2), hf_engine_problems=len(prompts))
     log(f"  {engine_tokens} tokens in {engine_s:.1f}s = {engine_tokens / engine_s:.1f} tok/s")
 
+    if args.hf_compare_continuous and engine.mode != "continuous":
+        continuous = HFEngine(model_dir, mode="continuous")
+        log("hf engine (continuous batching) on the same problems")
+        start = time.perf_counter()
+        out = continuous.generate(prompts, args.samples, sampling)
+        seconds = time.perf_counter() - start
+        tokens = sum(c.num_tokens for group in out for c in group)
+        result.update(hf_continuous_s=round(seconds, 2), hf_continuous_tokens_per_s=round(tokens / seconds, 2))
+        log(f"  {tokens} tokens in {seconds:.1f}s = {tokens / seconds:.1f} tok/s")
+        continuous.close()
+
     naive = prompts[: args.naive_problems]
-    log(f"naive loop: {len(naive)} problems, one generate(num_return_sequences={args.samples}) each")
+    log(f"naive loop: {len(naive)} problems, one generate(num_return_sequences={args.samples}) each, "
+        "stock model (default attention)")
+    from transformers import AutoModelForCausalLM
+
+    stock = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     config = engine._generation_config(sampling)
     torch.manual_seed(0)
     tokens, start = 0, time.perf_counter()
     for messages in naive:
         ids = torch.tensor([engine.encode(messages)])
         with torch.inference_mode():
-            output = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                           generation_config=config, num_return_sequences=args.samples)
+            output = stock.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                    generation_config=config, num_return_sequences=args.samples)
         for row in output[:, ids.shape[1]:].tolist():
             tokens += engine._completion(row, args.max_tokens).num_tokens
     naive_s = time.perf_counter() - start
@@ -101,19 +119,28 @@ def bench_hf(args, problems: pd.DataFrame) -> dict:
 # ----------------------------------------------------------------------------------------------- vllm
 
 
+_VLLM: dict = {}
+
+
+def vllm_engine(args):
+    """One vLLM engine for the vllm and adaptive parts (a start costs minutes on CPU)."""
+    if "engine" not in _VLLM:
+        from curriculum.rollout.vllm_engine import VLLMEngine
+
+        log("starting vLLM")
+        start = time.perf_counter()
+        _VLLM["engine"] = VLLMEngine(resolve_model(args.model), seed=0)
+        _VLLM["startup_s"] = round(time.perf_counter() - start, 1)
+        log(f"  started in {_VLLM['startup_s']:.0f}s")
+    return _VLLM["engine"]
+
+
 def bench_vllm(args, problems: pd.DataFrame) -> dict:
     from vllm import SamplingParams
 
-    from curriculum.rollout.vllm_engine import VLLMEngine
-
-    model_dir = resolve_model(args.model)
     sampling = Sampling(temperature=0.7, top_p=0.95, max_tokens=args.max_tokens, seed=0)
     prompts = [DEFAULT_TEMPLATE.messages(p) for p in problems["problem"]]
-    log("starting vLLM")
-    start = time.perf_counter()
-    engine = VLLMEngine(model_dir, seed=0)
-    startup = time.perf_counter() - start
-    log(f"  started in {startup:.0f}s")
+    engine = vllm_engine(args)
     llm, tokenizer = engine.llm, engine.tokenizer
     texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
     params = SamplingParams(n=args.samples, temperature=0.7, top_p=0.95, max_tokens=args.max_tokens)
@@ -136,11 +163,10 @@ def bench_vllm(args, problems: pd.DataFrame) -> dict:
         log(f"  {name}: {tokens} tokens in {seconds:.1f}s = {tokens / seconds:.1f} tok/s")
     raw_rate = sum(r["tokens"] for r in runs["raw"]) / sum(r["s"] for r in runs["raw"])
     our_rate = sum(r["tokens"] for r in runs["engine"]) / sum(r["s"] for r in runs["engine"])
-    engine.close()
     overhead = 1 - our_rate / raw_rate
     log(f"vllm engine overhead against raw LLM.generate: {100 * overhead:.1f}%")
     return {
-        "vllm_startup_s": round(startup, 1), "vllm_problems": len(prompts), "vllm_runs": runs,
+        "vllm_startup_s": _VLLM["startup_s"], "vllm_problems": len(prompts), "vllm_runs": runs,
         "vllm_raw_tokens_per_s": round(raw_rate, 2), "vllm_engine_tokens_per_s": round(our_rate, 2),
         "vllm_overhead_frac": round(overhead, 4),
     }
@@ -169,10 +195,9 @@ def bench_adaptive(args) -> dict:
     )
 
     problems = synthetic_problems(args.synthetic, seed=0)
-    options = {} if args.adaptive_engine != "vllm" else {"seed": 0}
     log(f"adaptive: {len(problems)} synthetic problems x {args.fixed_n} samples on {args.adaptive_engine}, "
         f"max {args.adaptive_max_tokens} tokens")
-    engine = get_engine(args.adaptive_engine, args.model, **options)
+    engine = vllm_engine(args) if args.adaptive_engine == "vllm" else get_engine("hf", args.model)
     fixed = ScoreConfig(samples=args.fixed_n, sampling=Sampling(max_tokens=args.adaptive_max_tokens, seed=0),
                         chunk_size=len(problems))
     with tempfile.TemporaryDirectory() as scratch:
@@ -182,7 +207,8 @@ def bench_adaptive(args) -> dict:
         seconds = time.perf_counter() - start
         scores = pd.read_parquet(out)
         completions = pd.read_parquet(completions_path(out))
-    engine.close()
+    if args.adaptive_engine != "vllm":
+        engine.close()
     log(f"  scored in {seconds:.0f}s ({summary.tokens_now / seconds:.1f} tok/s)")
 
     order = {pid: i for i, pid in enumerate(problems["id"])}
@@ -261,21 +287,27 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("CURRICULUM_DATA_DIR",
                                                                             REPO.parent / "shared" / "data")))
-    parser.add_argument("--problems", type=int, default=64, help="GSM8K-test problems for the throughput parts")
+    parser.add_argument("--problems", type=int, default=16, help="GSM8K-test problems for the throughput parts")
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--naive-problems", type=int, default=8)
+    parser.add_argument("--naive-problems", type=int, default=2)
     parser.add_argument("--hf-mode", default="auto", choices=["auto", "padded", "continuous"])
     parser.add_argument("--vllm-rounds", type=int, default=2, choices=[1, 2],
                         help="1: raw then engine; 2: raw, engine, engine, raw")
-    parser.add_argument("--synthetic", type=int, default=200)
+    parser.add_argument("--synthetic", type=int, default=48)
     parser.add_argument("--fixed-n", type=int, default=32)
     parser.add_argument("--round", type=int, default=8, help="adaptive round size (samples per round)")
     parser.add_argument("--edges", type=lambda text: [float(x) for x in text.split(",")], default=[0.8, 0.5, 0.2])
     parser.add_argument("--adaptive-engine", default="vllm", choices=["hf", "vllm"])
     parser.add_argument("--adaptive-max-tokens", type=int, default=128)
     parser.add_argument("--out", type=Path, default=REPO / "reports")
+    parser.add_argument("--hf-compare-continuous", action="store_true",
+                        help="also time the hf engine with continuous batching on the same problems")
+    parser.add_argument("--full", action="store_true",
+                        help="the issue's sizes: 64 problems (8 of them for the naive loop), 200 synthetic problems")
     args = parser.parse_args()
+    if args.full:
+        args.problems, args.naive_problems, args.synthetic = 64, 8, 200
     parts = [part.strip() for part in args.parts.split(",") if part.strip()]
 
     json_path = args.out / "bench_score.json"
@@ -311,6 +343,8 @@ def main() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(results, indent=2) + "\n")
         write_markdown(results, args.out / "bench_score.md")
+    if "engine" in _VLLM:
+        _VLLM.pop("engine").close()
     log(f"done in {time.perf_counter() - started:.0f}s; wrote {json_path}")
 
 

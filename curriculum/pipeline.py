@@ -11,7 +11,8 @@ Recipe schema (pipelines/*.yaml):
     name: demo-cpu                 # required
     out: runs/demo-cpu             # default runs/<name>
     model: smollm2-135m            # alias, local directory or hub id
-    data:    {sources: [synthetic, gsm8k], synth: {n, seed}, limit, eval_sets: [gsm8k, ...], data_dir}
+    data:    {sources: [synthetic, gsm8k], synth: {n, seed, digits, operands, operations, word_fraction},
+              limit: N or {source: N}, eval_sets: [gsm8k, ...], data_dir}
     score:   {engine, samples, max_tokens, temperature, top_p, seed, engine_options, ...}
     build:   {buckets, strategy, edges, drop_solved, drop_unsolved, keep_frac, max_ci_width,
               max_per_bucket, seed, heldout}
@@ -227,7 +228,7 @@ class Pipeline:
         p = self.paths
         scores = p["scores"]
         return {
-            "data": [p["problems"], p["problems"].with_name("problems.rejects.jsonl")],
+            "data": [p["problems"], p["problems"].with_name("problems.rejects.jsonl"), self.root / "sources"],
             "score": [scores, scores.with_name(scores.name + ".parts"), scores.with_name("scores.completions.parquet")],
             "build": [p["buckets"], p["heldout"]],
             "train": [p["train"]],
@@ -370,21 +371,59 @@ class Pipeline:
         from curriculum.data import PrepareOptions, SourceError, prepare
 
         data = self.config.data
-        synth = data.get("synth") or {}
+        limit = data.get("limit")
         options = PrepareOptions(
             decontaminate=tuple(data["eval_sets"]) if "eval_sets" in data else PrepareOptions().decontaminate,
-            limit_per_source=data.get("limit"), synth_n=synth.get("n"), synth_seed=synth.get("seed"),
-            **{key: data[key] for key in ("ngram",) if key in data},
+            limit_per_source=limit if isinstance(limit, int) else None,
+            **({"ngram": data["ngram"]} if "ngram" in data else {}),
             **({"threshold": data["overlap"]} if "overlap" in data else {}),
         )
         try:
-            result = prepare([str(s) for s in _as_list(data["sources"])], self.paths["problems"],
-                             data_dir=data.get("data_dir") or _default_data_dir(), options=options)
+            sources = self._materialize_sources(emit)
+            result = prepare(sources, self.paths["problems"], data_dir=data.get("data_dir") or _default_data_dir(),
+                             options=options)
         except SourceError as error:
             raise PipelineError(f"data: {error}") from error
         if result.kept == 0:
             raise PipelineError("data: no valid problems left; nothing to train on")
         return False
+
+    def _materialize_sources(self, emit: Event) -> list[str]:
+        """The sources handed to `data prepare`. Two things are written to <run>/sources/ first, so they can be
+        inspected: the synthetic problems (generated here when `synth` sets knobs such as digits), and the
+        first N problems of a source whose `limit` is given per source ({gsm8k: 40})."""
+        from curriculum.data import generate_synthetic, load_problems
+        from curriculum.data.synthetic import Knobs
+
+        data = self.config.data
+        synth = dict(data.get("synth") or {})
+        limits = data.get("limit") if isinstance(data.get("limit"), dict) else {}
+        folder = self.root / "sources"
+        sources = []
+        for source in _as_list(data["sources"]):
+            source = str(source)
+            if source in ("synthetic", "datasets_cfg/synthetic.yaml"):
+                n, seed = int(synth.pop("n", 500)), int(synth.pop("seed", 0))
+                unknown = set(synth) - set(Knobs.__dataclass_fields__)
+                if unknown:
+                    raise PipelineError(f"data.synth: unknown knob(s) {sorted(unknown)}; expected n, seed, "
+                                        f"{', '.join(Knobs.__dataclass_fields__)}")
+                knobs = Knobs(**{key: tuple(v) if isinstance(v, list) else v for key, v in synth.items()})
+                rows = [problem.to_row() for problem in generate_synthetic(min(n, limits.get(source, n)), seed, knobs)]
+            elif source in limits:
+                rows = load_problems(source, data_dir_option=data.get("data_dir") or _default_data_dir())
+                rows = rows.head(int(limits[source])).to_dict("records")
+            else:
+                sources.append(source)
+                continue
+            import pandas as pd
+
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{Path(source).stem}.parquet"
+            pd.DataFrame(rows).drop(columns=["id", "source"], errors="ignore").to_parquet(path, index=False)
+            emit("info", "data", f"{source}: {len(rows)} problems written to {path}")
+            sources.append(str(path))
+        return sources
 
     def _run_score(self, partial: bool, emit: Event) -> bool:
         from curriculum import scoring

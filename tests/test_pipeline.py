@@ -135,3 +135,24 @@ def test_shipped_recipes_are_valid(recipe):
     assert config.out == Path("runs") / config.name
     assert all(b in {"aime24", "amc23", "math500", "gsm8k", "minerva", "olympiadbench"}
                for b in config.eval["benchmarks"])
+
+
+def test_data_stage_takes_synthetic_knobs_and_per_source_limits(data_dir, tmp_path):
+    import pandas as pd
+
+    config = config_from_dict({
+        "name": "data-only", "out": str(tmp_path / "run"),
+        "data": {"sources": ["synthetic", "gsm8k"], "synth": {"n": 10, "seed": 1, "digits": [1], "operands": [2]},
+                 "limit": {"gsm8k": 3}, "eval_sets": [], "data_dir": str(data_dir)},
+    })
+    Pipeline(config).run(until="data")
+    problems = pd.read_parquet(tmp_path / "run" / "problems.parquet")
+    assert problems["source"].value_counts().to_dict() == {"synthetic": 10, "gsm8k": 3}
+    synthetic = problems[problems["source"] == "synthetic"]
+    assert set(synthetic["digits"]) == {1} and set(synthetic["operands"]) == {2}
+    gsm8k = pd.read_json(data_dir / "train" / "gsm8k_train.jsonl", lines=True).head(3)
+    assert problems[problems["source"] == "gsm8k"]["answer"].tolist() == gsm8k["answer"].astype(str).tolist()
+    with pytest.raises(PipelineError, match="unknown knob"):
+        bad = config_from_dict({"name": "x", "out": str(tmp_path / "bad"),
+                                "data": {"sources": ["synthetic"], "synth": {"n": 2, "colour": "red"}}})
+        Pipeline(bad).run(until="data")

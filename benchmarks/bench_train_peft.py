@@ -17,6 +17,7 @@ import os
 import platform
 import random
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -79,6 +80,8 @@ def summarize(path: Path) -> dict:
         "peak_memory_mib": max(r["perf/peak_memory_mib"] for r in steps),
         "memory_kind": steps[-1].get("memory_kind"),
         "step_time_s": sum(times) / len(times),
+        "step_time_median_s": statistics.median(times),
+        "step_times_s": [r["perf/step_time_s"] for r in steps],
         "reward_first_half": sum(rewards[:half]) / max(1, half),
         "reward_second_half": sum(rewards[half:]) / max(1, len(rewards) - half),
         "reward_slope_per_step": _slope(rewards),
@@ -86,6 +89,10 @@ def summarize(path: Path) -> dict:
         "zero_adv_share": sum(r.get("curriculum/zero_adv_share", 0.0) for r in steps) / len(steps),
         "mean_completion_tokens": sum(r["completions/mean_length"] for r in steps) / len(steps),
     }
+
+
+def _folder(arm: str) -> str:
+    return arm.replace(":", "-").replace("@", "-")
 
 
 def _slope(values: list[float]) -> float:
@@ -112,7 +119,7 @@ def write_report(results: dict, meta: dict, stem: Path) -> None:
         "open-rs learning rates (1e-6; LoRA 1e-5). Buckets: synthetic sums of 1/2/3-digit numbers "
         "(bucket = digits - 1).",
         "",
-        "| arm | trainable params | % of full | optimizer state (MiB) | peak memory (MiB) | s / step | "
+        "| arm | trainable params | % of full | optimizer state (MiB) | peak memory (MiB) | s / step (median) | "
         "reward 1st half | reward 2nd half | slope / step |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -120,7 +127,7 @@ def write_report(results: dict, meta: dict, stem: Path) -> None:
         share = 100 * r["trainable_params"] / full["trainable_params"] if full else float("nan")
         lines.append(
             f"| {name} | {r['trainable_params']:,} | {share:.1f} | {r['optimizer_state_mib']:.1f} | "
-            f"{r['peak_memory_mib']:.0f} | {r['step_time_s']:.2f} | {r['reward_first_half']:.3f} | "
+            f"{r['peak_memory_mib']:.0f} | {r['step_time_median_s']:.1f} | {r['reward_first_half']:.3f} | "
             f"{r['reward_second_half']:.3f} | {r['reward_slope_per_step']:+.4f} |"
         )
     lines += [
@@ -133,11 +140,14 @@ def write_report(results: dict, meta: dict, stem: Path) -> None:
         f"- Peak memory is the process's peak resident set ({full.get('memory_kind', 'rss')}): it includes Python, "
         "torch, the policy and, for every arm but LoRA, a reference copy of the model for the KL term (LoRA gets "
         "reference log-probs by disabling the adapter).",
-        "- Seconds per step are wall-clock on a shared 2-core machine with other jobs running, first step excluded; "
-        "generation dominates a step on CPU, so freezing saves less time than it saves memory.",
-        f"- Reward trend over {meta['steps']} steps of {meta['batch'] // meta['num_generations']} prompts each is "
-        "within noise at these learning rates; the column is there to show no arm breaks training, not to rank "
-        "them.",
+        "- Seconds per step are the median wall-clock time of steps 2 onwards on a shared 2-core machine where "
+        "other jobs ran at the same time (load average 4-8), so differences of less than about a third are noise "
+        "(per-step times are in the JSON). Sampling the completions takes most of a CPU step and is the same for "
+        "every arm, so freezing saves much less time than it saves memory.",
+        f"- The reward trend over {meta['steps']} steps of {meta['batch'] // meta['num_generations']} prompt(s) "
+        "each is noise at these learning rates: with one seed, the arms sample nearly the same completions in the "
+        "first steps, so their rewards coincide. The columns show that no arm breaks training, not which learns "
+        "best; that needs the longer runs of pipelines/layer-freeze-study.yaml.",
     ]
     lines += ["", f"![reward per step]({stem.name}.png)"]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -174,11 +184,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {', '.join(ARMS)}")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench_train_peft")
     parser.add_argument("--report", type=Path, default=REPO / "reports" / "train_peft_comparison")
-    parser.add_argument("--from-json", action="store_true", help="only re-render the report from its JSON")
+    parser.add_argument("--from-runs", action="store_true",
+                        help="do not train: re-read the arms' metrics under --work and rewrite the report")
     args = parser.parse_args(argv)
-    if args.from_json:
+    if args.from_runs:
         saved = json.loads(args.report.with_suffix(".json").read_text())
-        write_report(saved["arms"], saved["meta"], args.report)
+        arms = {name: {"wall_s": arm.get("wall_s"), **summarize(args.work / _folder(name) / "metrics.jsonl")}
+                for name, arm in saved["arms"].items()}
+        write_report(arms, saved["meta"], args.report)
         return
 
     from curriculum.models import resolve_model
@@ -192,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
               "--set", f"seed={args.seed}", "--set", f"save_steps={args.steps}", "--set", "report_to=none"]
     results = {}
     for name in args.arms.split(","):
-        out = args.work / name.replace(":", "-").replace("@", "-")
+        out = args.work / _folder(name)
         if out.exists():
             import shutil
 

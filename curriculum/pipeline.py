@@ -619,8 +619,12 @@ def split_heldout(result, scores, problems, config, count: int):
     from curriculum import buckets as lib
 
     frame = result.frame
-    if not 0 < count < len(frame):
-        raise PipelineError(f"build.heldout must be between 1 and {len(frame) - 1} (kept problems), got {count}")
+    if not 0 < count <= len(frame) - 2 * config.num_buckets:
+        raise PipelineError(
+            f"build.heldout={count} leaves too little to train on: {len(frame)} problems kept after dropping "
+            f"zero-signal ones, {config.num_buckets} buckets need at least {2 * config.num_buckets}; lower "
+            "build.heldout, or score more (or easier) problems"
+        )
     rng = np.random.default_rng(config.seed)
     share = count / len(frame)
     chosen = []

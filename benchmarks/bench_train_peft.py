@@ -142,10 +142,11 @@ def write_report(results: dict, meta: dict, stem: Path) -> None:
         "reference log-probs by disabling the adapter).",
         "- Seconds per step are the median wall-clock time of steps 2 onwards on a shared 2-core machine where "
         "other jobs ran at the same time (load average 4-8), so differences of less than about a third are noise "
-        "(per-step times are in the JSON). Sampling the completions takes most of a CPU step and is the same for "
-        "every arm, so freezing saves much less time than it saves memory.",
-        f"- The reward trend over {meta['steps']} steps of {meta['batch'] // meta['num_generations']} prompt(s) "
-        "each is noise at these learning rates: with one seed, the arms sample nearly the same completions in the "
+        "(per-step times are in the JSON). Freezing shortens only the backward pass and the optimizer update; "
+        "sampling the completions and the reference model's forward pass cost every arm the same, so at this "
+        "precision the arms' step times do not separate, while their memory does.",
+        f"- The reward trend over {meta['steps']} steps of {meta['batch'] // meta['num_generations']} "
+        f"prompt{'s' if meta['batch'] // meta['num_generations'] != 1 else ''} each is noise at these learning rates: with one seed, the arms sample nearly the same completions in the "
         "first steps, so their rewards coincide. The columns show that no arm breaks training, not which learns "
         "best; that needs the longer runs of pipelines/layer-freeze-study.yaml.",
     ]

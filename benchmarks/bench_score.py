@@ -7,9 +7,10 @@ The defaults take about 15 minutes on 2 idle cores; `--full` uses the issue's si
 them for the naive loop; 200 synthetic problems), which takes hours on such a machine.
 
 - hf: tokens/s of the `hf` engine (batched across problems) against a naive loop, one
-  `model.generate(num_return_sequences=n)` per problem, on the same GSM8K-test problems in the same run and
-  process. The naive loop is slow, so its rate is measured on the first `--naive-problems` of those problems
-  (a per-problem loop has the same rate on any subset); every figure states how many problems it used.
+  `model.generate(num_return_sequences=n)` per problem with the stock model, on the same GSM8K-test problems
+  in the same process. The naive loop is slow, so it runs on `--naive-problems` of those problems (a
+  per-problem loop has the same rate on any subset), in blocks alternating with the engine's so that the
+  machine's changing load hits both alike.
 - vllm: tokens/s of the `vllm` engine against raw `vllm.LLM.generate` on the same prompts (chat template
   rendered to text, one request per prompt with `n` samples), alternating raw/engine/engine/raw on one `LLM`.
 - adaptive: `--synthetic` problems from `curriculum.data.synthetic` scored with fixed n = `--fixed-n` through
@@ -32,6 +33,7 @@ import shlex
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,60 +60,68 @@ def gsm8k_problems(data_dir: Path, count: int) -> pd.DataFrame:
 
 
 def bench_hf(args, problems: pd.DataFrame) -> dict:
+    """Engine and naive loop in alternating blocks, so a change in the machine's load hits both alike."""
     import torch
+    from transformers import AutoModelForCausalLM
 
     from curriculum.rollout.hf import HFEngine
 
     model_dir = resolve_model(args.model)
     sampling = Sampling(temperature=0.7, top_p=0.95, max_tokens=args.max_tokens, seed=0)
     prompts = [DEFAULT_TEMPLATE.messages(p) for p in problems["problem"]]
-    engine = HFEngine(model_dir, mode=args.hf_mode)
+    engine = HFEngine(model_dir, mode=args.hf_mode, batch_size=args.hf_batch_size)
+    stock = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()  # default attention
     engine.generate(prompts[:2], 1, Sampling(max_tokens=4))  # warm-up
-    result = {"hf_mode": engine.mode, "hf_batch_size": engine.pick_batch_size(
-        max(len(engine.encode(p)) for p in prompts), args.max_tokens)}
+    naive_config = engine._generation_config(sampling)
+    naive_config.num_return_sequences = args.samples
+    blocks = max(1, min(args.naive_problems, len(prompts)))
+    per_block = -(-len(prompts) // blocks)
+    result = {"hf_mode": engine.mode, "hf_engine_problems": len(prompts), "naive_problems": blocks,
+              "hf_batch_size": engine.pick_batch_size(max(len(engine.encode(p)) for p in prompts), args.max_tokens)}
+    totals = {"engine": [0, 0.0], "naive": [0, 0.0]}
+    log(f"hf engine ({engine.mode}) on {len(prompts)} problems and a naive loop (one "
+        f"generate(num_return_sequences={args.samples}) per problem) on {blocks} of them, in {blocks} "
+        f"alternating blocks; max {args.max_tokens} tokens")
+    for block in range(blocks):
+        chunk = prompts[block * per_block:(block + 1) * per_block]
+        start = time.perf_counter()
+        out = engine.generate(chunk, args.samples, replace(sampling, seed=block))
+        seconds = time.perf_counter() - start
+        tokens = sum(c.num_tokens for group in out for c in group)
+        totals["engine"][0] += tokens
+        totals["engine"][1] += seconds
+        log(f"  block {block}: engine {len(chunk)} problems, {tokens} tokens in {seconds:.1f}s = "
+            f"{tokens / seconds:.1f} tok/s")
 
-    log(f"hf engine ({engine.mode}): {len(prompts)} problems x {args.samples} samples, max {args.max_tokens} tokens")
-    start = time.perf_counter()
-    out = engine.generate(prompts, args.samples, sampling)
-    engine_s = time.perf_counter() - start
-    engine_tokens = sum(c.num_tokens for group in out for c in group)
-    result.update(hf_engine_s=round(engine_s, 2), hf_engine_tokens=engine_tokens,
-                  hf_engine_tokens_per_s=round(engine_tokens / engine_s, 2), hf_engine_problems=len(prompts))
-    log(f"  {engine_tokens} tokens in {engine_s:.1f}s = {engine_tokens / engine_s:.1f} tok/s")
+        torch.manual_seed(block)
+        ids = torch.tensor([engine.encode(prompts[block * per_block])])
+        start = time.perf_counter()
+        with torch.inference_mode():
+            output = stock.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=naive_config)
+        seconds = time.perf_counter() - start
+        tokens = sum(engine._completion(row, args.max_tokens).num_tokens for row in output[:, ids.shape[1]:].tolist())
+        totals["naive"][0] += tokens
+        totals["naive"][1] += seconds
+        log(f"  block {block}: naive 1 problem, {tokens} tokens in {seconds:.1f}s = {tokens / seconds:.1f} tok/s")
+    for name, key in (("engine", "hf_engine"), ("naive", "naive")):
+        tokens, seconds = totals[name]
+        result.update({f"{key}_tokens": tokens, f"{key}_s": round(seconds, 2),
+                       f"{key}_tokens_per_s": round(tokens / seconds, 2)})
+    result["hf_vs_naive_speedup"] = round(result["hf_engine_tokens_per_s"] / result["naive_tokens_per_s"], 2)
+    log(f"hf engine {result['hf_engine_tokens_per_s']:.1f} tok/s / naive {result['naive_tokens_per_s']:.1f} tok/s "
+        f"= {result['hf_vs_naive_speedup']:.2f}x")
 
     if args.hf_compare_continuous and engine.mode != "continuous":
         continuous = HFEngine(model_dir, mode="continuous")
-        log("hf engine (continuous batching) on the same problems")
+        chunk = prompts[:per_block]
+        log(f"hf engine with continuous batching on the first {len(chunk)} problems")
         start = time.perf_counter()
-        out = continuous.generate(prompts, args.samples, sampling)
+        out = continuous.generate(chunk, args.samples, sampling)
         seconds = time.perf_counter() - start
         tokens = sum(c.num_tokens for group in out for c in group)
-        result.update(hf_continuous_s=round(seconds, 2), hf_continuous_tokens_per_s=round(tokens / seconds, 2))
+        result.update(hf_continuous_problems=len(chunk), hf_continuous_tokens_per_s=round(tokens / seconds, 2))
         log(f"  {tokens} tokens in {seconds:.1f}s = {tokens / seconds:.1f} tok/s")
         continuous.close()
-
-    naive = prompts[: args.naive_problems]
-    log(f"naive loop: {len(naive)} problems, one generate(num_return_sequences={args.samples}) each, "
-        "stock model (default attention)")
-    from transformers import AutoModelForCausalLM
-
-    stock = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    config = engine._generation_config(sampling)
-    torch.manual_seed(0)
-    tokens, start = 0, time.perf_counter()
-    for messages in naive:
-        ids = torch.tensor([engine.encode(messages)])
-        with torch.inference_mode():
-            output = stock.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                    generation_config=config, num_return_sequences=args.samples)
-        for row in output[:, ids.shape[1]:].tolist():
-            tokens += engine._completion(row, args.max_tokens).num_tokens
-    naive_s = time.perf_counter() - start
-    result.update(naive_s=round(naive_s, 2), naive_tokens=tokens, naive_tokens_per_s=round(tokens / naive_s, 2),
-                  naive_problems=len(naive))
-    log(f"  {tokens} tokens in {naive_s:.1f}s = {tokens / naive_s:.1f} tok/s")
-    result["hf_vs_naive_speedup"] = round(result["hf_engine_tokens_per_s"] / result["naive_tokens_per_s"], 2)
-    log(f"hf engine / naive = {result['hf_vs_naive_speedup']:.2f}x")
     engine.close()
     return result
 
@@ -292,6 +302,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--naive-problems", type=int, default=2)
     parser.add_argument("--hf-mode", default="auto", choices=["auto", "padded", "continuous"])
+    parser.add_argument("--hf-batch-size", type=int, default=None, help="sequences per batch (default: from memory)")
     parser.add_argument("--vllm-rounds", type=int, default=2, choices=[1, 2],
                         help="1: raw then engine; 2: raw, engine, engine, raw")
     parser.add_argument("--synthetic", type=int, default=48)

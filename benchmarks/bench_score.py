@@ -185,10 +185,12 @@ def bench_vllm(args, problems: pd.DataFrame) -> dict:
 # ------------------------------------------------------------------------------------------- adaptive
 
 
-def synthetic_problems(count: int, seed: int) -> pd.DataFrame:
-    from curriculum.data.synthetic import generate
+def synthetic_problems(count: int, seed: int, digits: str, operands: str, operations: str) -> pd.DataFrame:
+    from curriculum.data.synthetic import Knobs, generate
 
-    return pd.DataFrame([problem.to_row() for problem in generate(count, seed=seed)])
+    knobs = Knobs(digits=tuple(int(x) for x in digits.split(",")), operands=tuple(int(x) for x in operands.split(",")),
+                  operations=tuple(operations.split(",")))
+    return pd.DataFrame([problem.to_row() for problem in generate(count, seed=seed, knobs=knobs)])
 
 
 def bench_adaptive(args) -> dict:
@@ -204,7 +206,8 @@ def bench_adaptive(args) -> dict:
         score,
     )
 
-    problems = synthetic_problems(args.synthetic, seed=0)
+    problems = synthetic_problems(args.synthetic, 0, args.synthetic_digits, args.synthetic_operands,
+                                  args.synthetic_operations)
     log(f"adaptive: {len(problems)} synthetic problems x {args.fixed_n} samples on {args.adaptive_engine}, "
         f"max {args.adaptive_max_tokens} tokens")
     engine = vllm_engine(args) if args.adaptive_engine == "vllm" else get_engine("hf", args.model)
@@ -233,7 +236,9 @@ def bench_adaptive(args) -> dict:
     result = {
         "adaptive_problems": len(problems), "adaptive_fixed_n": args.fixed_n, "adaptive_round": args.round,
         "adaptive_edges": list(adaptive.edges), "adaptive_interval": adaptive.interval,
-        "adaptive_engine": args.adaptive_engine, "adaptive_max_tokens": args.adaptive_max_tokens,
+        "adaptive_engine": args.adaptive_engine,
+        "synthetic_knobs": {"digits": args.synthetic_digits, "operands": args.synthetic_operands,
+                            "operations": args.synthetic_operations}, "adaptive_max_tokens": args.adaptive_max_tokens,
         "adaptive_scoring_s": round(seconds, 1), "adaptive_tokens_per_s": round(summary.tokens_now / seconds, 2),
         "adaptive_bucket_agreement": round(float(same.mean()), 4),
         "adaptive_rollout_ratio": round(float(sizes.sum() / outcomes.size), 4),
@@ -306,6 +311,9 @@ def main() -> None:
     parser.add_argument("--vllm-rounds", type=int, default=2, choices=[1, 2],
                         help="1: raw then engine; 2: raw, engine, engine, raw")
     parser.add_argument("--synthetic", type=int, default=48)
+    parser.add_argument("--synthetic-digits", default="1,2", help="generator knob values (SmolLM2 rarely solves 3 digits)")
+    parser.add_argument("--synthetic-operands", default="2,3")
+    parser.add_argument("--synthetic-operations", default="add,addsub,mixed")
     parser.add_argument("--fixed-n", type=int, default=32)
     parser.add_argument("--round", type=int, default=8, help="adaptive round size (samples per round)")
     parser.add_argument("--edges", type=lambda text: [float(x) for x in text.split(",")], default=[0.8, 0.5, 0.2])

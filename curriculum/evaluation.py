@@ -301,6 +301,7 @@ class EvalSettings:
     confidence: float = 0.95
     resamples: int = DEFAULT_RESAMPLES
     chunk_size: int = 32
+    extraction: str = "auto"  # the training reward's rule; e.g. "boxed" to credit only a final \boxed{}
 
     def __post_init__(self) -> None:
         if self.samples < 1:
@@ -309,6 +310,12 @@ class EvalSettings:
             raise EvaluationError("samples > 1 with temperature 0 would repeat one greedy answer; raise temperature")
         if self.max_tokens < 1:
             raise EvaluationError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        from curriculum.verify import parse_extraction
+
+        try:
+            parse_extraction(self.extraction)
+        except ValueError as error:
+            raise EvaluationError(str(error)) from error
         if self.chunk_size < 1:
             raise EvaluationError(f"chunk_size must be at least 1, got {self.chunk_size}")
         if not 0 < self.confidence < 1:
@@ -374,6 +381,7 @@ def evaluate(
         "engine_options": dict(engine_options or {}),
         "sampling": sampling.to_dict(),
         "chunk_size": settings.chunk_size,
+        "extraction": settings.extraction,
         "k": settings.samples,
         "limit": settings.limit,
         "seed": settings.seed,
@@ -413,7 +421,7 @@ def _evaluate_set(runner, name, frame, sampling, settings: EvalSettings, templat
             on_progress(len(completions))
     texts = [c.text for group in completions for c in group]
     golds = [answer for answer in frame["answer"] for _ in range(k)]
-    verdicts = check_batch(texts, golds)
+    verdicts = check_batch(texts, golds, extraction=settings.extraction)
     correct = np.array([v.correct for v in verdicts], dtype=bool).reshape(len(frame), k)
     predicted = [[v.predicted for v in verdicts[i * k:(i + 1) * k]] for i in range(len(frame))]
     tokens = np.array([c.num_tokens for group in completions for c in group], dtype=float)

@@ -47,7 +47,7 @@ HELDOUT = "heldout"
 SECTIONS = {"name", "out", "model", "data", "score", "build", "train", "eval", "report"}
 DATA_KEYS = {"sources", "synth", "limit", "eval_sets", "data_dir", "ngram", "overlap"}
 EVAL_KEYS = {"benchmarks", "samples", "limit", "max_tokens", "temperature", "top_p", "seed", "before", "engine",
-             "engine_options"}
+             "engine_options", "extraction"}
 BUILD_KEYS = {"buckets", "strategy", "edges", "drop_solved", "drop_unsolved", "keep_frac", "max_ci_width",
               "max_per_bucket", "seed", "heldout"}
 REPORT_KEYS = {"title"}
@@ -510,7 +510,7 @@ class Pipeline:
 
         section = self.config.eval
         settings = EvalSettings(**{key: section[key] for key in ("samples", "limit", "max_tokens", "temperature",
-                                                                 "top_p", "seed") if key in section})
+                                                                 "top_p", "seed", "extraction") if key in section})
         runs = [("before", self.config.model)] if section.get("before", True) else []
         runs.append(("after", str(self.paths["train"])))
         heldout = self.paths["heldout"] if self.paths["heldout"].exists() else None

@@ -363,9 +363,10 @@ def plot_bucket_sizes(manifest: dict | None, path: Path) -> Path | None:
     keys = sorted(counts)
     bars = ax.bar([str(k) for k in keys], [counts[k] for k in keys], color=_bucket_colors(len(keys)))
     ax.bar_label(bars)
+    ax.set_ylim(0, max(counts.values()) * 1.15 + 0.5)
     ax.set_xlabel("bucket (0 = easiest)")
     ax.set_ylabel("problems")
-    ax.set_title("Bucket sizes")
+    ax.set_title("Bucket sizes (training set)")
     return _save(fig, path)
 
 
@@ -630,7 +631,11 @@ def build_document(files: RunFiles, out_dir: Path, title: str | None = None) -> 
         dropped = manifest.get("dropped")
         if dropped:
             doc.text(f"Dropped: {json.dumps(dropped)}")
-        add(plot_bucket_sizes(manifest, out_dir / "bucket_sizes.png"), "Problems per bucket")
+        held = files.root / "heldout" / MANIFEST
+        if held.is_file():
+            counts = json.loads(held.read_text()).get("counts")
+            doc.text(f"Held out of training (evaluated per bucket): {sum(counts or [])} problems, per bucket {counts}.")
+        add(plot_bucket_sizes(manifest, out_dir / "bucket_sizes.png"), "Problems per bucket used for training")
     else:
         missing.append(f"{BUCKETS}/{MANIFEST}")
 

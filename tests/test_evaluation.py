@@ -126,6 +126,9 @@ def test_eval_settings_reject_nonsense():
         EvalSettings(samples=4, temperature=0.0)
     with pytest.raises(EvaluationError):
         EvalSettings(samples=0)
+    with pytest.raises(EvaluationError, match="unknown answer extraction 'boxd'"):
+        EvalSettings(samples=2, extraction="boxd")
+    assert EvalSettings(samples=2, extraction="boxed").extraction == "boxed"
 
 
 # ----------------------------------------------------------------------------------------------------------

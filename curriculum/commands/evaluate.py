@@ -56,6 +56,9 @@ def print_results(result: dict) -> None:
 @click.option("--top-p", default=0.95, show_default=True, type=float)
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Seeds sampling and the bootstrap: the same seed gives the same numbers (hf engine, CPU).")
+@click.option("--extraction", default="auto", show_default=True,
+              help="Answer extraction, as in training (auto: boxed, answer tag, 'answer is', last number); "
+                   "e.g. boxed to credit only a final \\boxed{}.")
 @click.option("--buckets", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="A `curriculum build` output: also evaluate its held-out split, per difficulty bucket.")
 @click.option("--buckets-split", default=None, help="Split of a bucketed DatasetDict to evaluate (default: test).")
@@ -64,7 +67,7 @@ def print_results(result: dict) -> None:
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the results JSON; completions go to <out stem>.samples.jsonl beside it.")
 def eval_cmd(model, benchmarks, samples, engine, engine_options, limit, max_tokens, temperature, top_p, seed,
-             buckets, buckets_split, data_dir, out):
+             extraction, buckets, buckets_split, data_dir, out):
     """Evaluate MODEL on math benchmarks with the training prompt template and verifier.
 
     Reports avg@k (pass@1 averaged over k samples) with a 95% bootstrap interval over problems, pass@k
@@ -82,7 +85,7 @@ def eval_cmd(model, benchmarks, samples, engine, engine_options, limit, max_toke
     names = [name.strip() for name in benchmarks.split(",") if name.strip()]
     try:
         settings = EvalSettings(samples=samples, limit=limit, temperature=temperature, top_p=top_p,
-                                max_tokens=max_tokens, seed=seed)
+                                max_tokens=max_tokens, seed=seed, extraction=extraction)
         result = evaluate(
             model, names, settings=settings, engine=engine, engine_options=parse_options(engine_options),
             buckets=buckets, buckets_split=buckets_split, data_dir=data_dir, samples_path=samples_path_for(out),

@@ -70,17 +70,53 @@ def prepare(sources, out, data_dir, decontaminate, ngram, overlap, limit, synth_
 @data.command()
 @click.option("--n", "count", default=500, show_default=True, help="Number of problems.")
 @click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same problems).")
+@click.option("--digits", default="1,2,3", show_default=True,
+              help="Digits per operand to draw from (repeat a value to weight it: 1,1,2).")
+@click.option("--operands", default="2,3,4", show_default=True, help="Operand counts to draw from.")
+@click.option("--operations", default="add,addsub,mixed", show_default=True,
+              help="Operation sets to draw from: add, addsub, mixed.")
+@click.option("--word-fraction", default=0.3, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of problems phrased as word problems.")
+@click.option("--exclude", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="A problems parquet/jsonl whose problems must not be generated again (e.g. the training "
+                   "set, for a held-out evaluation set). Repeatable.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output parquet (or .jsonl).")
-def synth(count, seed, out) -> None:
-    """Generate arithmetic and word problems with difficulty knobs (digits, operands, operations)."""
+def synth(count, seed, digits, operands, operations, word_fraction, exclude, out) -> None:
+    """Generate arithmetic and word problems with difficulty knobs (digits, operands, operations).
+
+        curriculum data synth --n 60 --seed 7 --digits 1,2 --operations add,addsub \\
+            --exclude runs/x/problems.parquet --out runs/x/heldout_synth.jsonl
+    """
     import pandas as pd
 
     from curriculum.data import generate_synthetic
+    from curriculum.data.synthetic import OPERATION_SETS, Knobs
 
     if count <= 0:
         raise click.UsageError("--n must be positive")
-    frame = pd.DataFrame([problem.to_row() for problem in generate_synthetic(count, seed)])
+    try:
+        knobs = Knobs(digits=tuple(int(x) for x in digits.split(",")),
+                      operands=tuple(int(x) for x in operands.split(",")),
+                      operations=tuple(x.strip() for x in operations.split(",")), word_fraction=word_fraction)
+    except ValueError as error:
+        raise click.UsageError(f"--digits and --operands take comma-separated integers: {error}") from error
+    unknown = sorted(set(knobs.operations) - set(OPERATION_SETS))
+    if unknown:
+        raise click.UsageError(f"--operations: unknown {unknown}; expected some of {', '.join(OPERATION_SETS)}")
+    if min(knobs.digits) < 1 or min(knobs.operands) < 2:
+        raise click.UsageError("--digits must be >= 1 and --operands >= 2")
+    excluded = set()
+    for path in exclude:
+        table = pd.read_json(path, lines=True) if path.suffix == ".jsonl" else pd.read_parquet(path)
+        if "problem" not in table.columns:
+            raise click.UsageError(f"--exclude {path}: no `problem` column")
+        excluded.update(table["problem"].astype(str))
+    # Draw extra and drop excluded problems, so --n stays the count written when the space is large enough.
+    rows = [p.to_row() for p in generate_synthetic(count + len(excluded), seed, knobs) if p.problem not in excluded]
+    frame = pd.DataFrame(rows[:count])
+    if len(frame) < count:
+        click.echo(f"warning: only {len(frame)} distinct problems under these knobs", err=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".jsonl":
         frame.to_json(out, orient="records", lines=True)

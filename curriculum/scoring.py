@@ -74,7 +74,7 @@ class ScoreConfig:
     confidence: float = 0.95
     stop_confidence: float = 0.8
     sampling: Sampling = field(default_factory=Sampling)
-    chunk_size: int = 64
+    chunk_size: int | None = None  # None: about a tenth of the problems, between 8 and 64 (see chunk_size_for)
     extraction: str = "auto"
     verify_timeout_s: float = 5.0
     template: PromptTemplate = DEFAULT_TEMPLATE
@@ -89,7 +89,7 @@ class ScoreConfig:
         for name in ("confidence", "stop_confidence"):
             if not 0 < getattr(self, name) < 1:
                 raise ScoringError(f"{name} must be in (0, 1), got {getattr(self, name)}")
-        if self.chunk_size < 1:
+        if self.chunk_size is not None and self.chunk_size < 1:
             raise ScoringError(f"chunk_size must be at least 1, got {self.chunk_size}")
         if self.sampling.max_tokens < 1:
             raise ScoringError(f"max_tokens must be at least 1, got {self.sampling.max_tokens}")
@@ -102,6 +102,13 @@ class ScoreConfig:
     def budget(self) -> int:
         """The most rollouts one problem can get."""
         return self.max_samples if self.adaptive else self.samples
+
+    def chunk_size_for(self, problems: int) -> int:
+        """Problems per written chunk: the configured size, else ~10 chunks per run (8 to 64 problems each),
+        so that small CPU runs show progress and lose little to a kill while large runs keep big batches."""
+        if self.chunk_size is not None:
+            return self.chunk_size
+        return max(8, min(64, -(-problems // 10)))
 
     def identity(self) -> dict:
         """What a resumed run or a shard to merge must share with this one."""
@@ -441,8 +448,9 @@ def score(
         report()
 
     report()
-    for start in range(0, len(pending), config.chunk_size):
-        chunk = pending.iloc[start:start + config.chunk_size]
+    chunk_size = config.chunk_size_for(len(target))  # from the whole target, so a resume cuts the same chunks
+    for start in range(0, len(pending), chunk_size):
+        chunk = pending.iloc[start:start + chunk_size]
         scores, completions = score_chunk(
             engine, chunk, config, model=model, chunk_key=str(chunk["id"].iloc[0]),
             keep_completions=keep_completions, on_round=on_round,

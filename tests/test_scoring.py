@@ -257,6 +257,14 @@ def test_resume_skips_finished_chunks_and_cleans_up_a_killed_write(tmp_path):
     assert summary.scored_now == 3 and not parts.exists()
 
 
+def test_default_chunks_give_small_runs_progress_and_large_runs_big_batches(tmp_path):
+    assert [ScoreConfig().chunk_size_for(n) for n in (5, 68, 200, 40_000)] == [8, 8, 20, 64]
+    assert ScoreConfig(chunk_size=3).chunk_size_for(40_000) == 3
+    engine = KnownRateEngine()
+    score(known_problems([0.5] * 100), engine, ScoreConfig(samples=2), tmp_path / "s.parquet", model="m")
+    assert [prompts for prompts, _, _ in engine.calls] == [10] * 10
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     problems = known_problems([0.2] * 4)
     out = tmp_path / "s.parquet"

@@ -69,8 +69,9 @@ def _template(prompt_config: Path | None):
 @click.option("--resume", is_flag=True, help="Finish an interrupted run: keep its finished problems, score the rest.")
 @click.option("--keep-completions", is_flag=True,
               help="Also write every completion (text, tokens, verdict) to <out stem>.completions.parquet.")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=64,
-              help="Problems scored and written together; a kill loses at most one chunk.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None,
+              help="Problems scored and written together; a kill loses at most one chunk. Default: about a "
+                   "tenth of the problems, 8 to 64.")
 @click.option("--extraction", default="auto", help="Answer extraction for the verifier (auto, or a chain such as "
                                                    "boxed,last_number).")
 @click.option("--prompt-config", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,

@@ -654,7 +654,11 @@ def build_document(files: RunFiles, out_dir: Path, title: str | None = None) -> 
                    if key and isinstance(last.get(key), (int, float))]
         if summary:
             doc.table(["metric (last log)", "value"], summary)
-        add(plot_mixture(metrics, out_dir / "mixture.png"), "Bucket mixture drawn by the schedule over steps")
+        online = any("curriculum/shift" in row for row in metrics)
+        add(plot_mixture(metrics, out_dir / "mixture.png"), "Bucket mixture drawn by the schedule over steps" + (
+            " (online difficulty on: a problem's bucket follows its pass rate as re-estimated from training "
+            "rewards, so the mixture moves with what the model solves, not with the schedule alone)"
+            if online else ""))
         add(plot_rewards(metrics, out_dir / "rewards.png"), "Reward over steps, overall and per bucket")
         add(plot_zero_advantage(metrics, out_dir / "zero_advantage.png"),
             "Share of GRPO groups whose completions all got the same reward")

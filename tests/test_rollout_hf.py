@@ -17,7 +17,9 @@ PROBLEMS = ["What is 1 + 1?", "Compute 12 * 7 - 3, then add the digits of the re
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir):
-    engine = HFEngine(str(tiny_model_dir), batch_size=4)
+    # fp32: the equivalence tests compare batched and single generation token for token, which bf16's
+    # shape-dependent rounding would blur on machines where the default is bf16 (AMX)
+    engine = HFEngine(str(tiny_model_dir), batch_size=4, dtype="fp32")
     yield engine
     engine.close()
 
@@ -106,3 +108,17 @@ def test_factory_rejects_unknown_engines_and_options(tiny_model_dir):
         get_engine("tgi", str(tiny_model_dir))
     with pytest.raises(RolloutError, match="unknown option.*batchsize.*accepted: .*batch_size"):
         get_engine("hf", str(tiny_model_dir), batchsize=4)
+
+
+def test_dtype_names_and_the_cpu_default(tiny_model_dir):
+    import torch
+
+    from curriculum.rollout.hf import _cpu_has_bf16_matmul, _pick_dtype
+
+    cpu = torch.device("cpu")
+    assert [_pick_dtype(name, cpu) for name in ("fp32", "bf16", "float16")] == [
+        torch.float32, torch.bfloat16, torch.float16]
+    with pytest.raises(ValueError, match="unknown dtype 'fp33'"):
+        _pick_dtype("fp33", cpu)
+    assert _pick_dtype(None, cpu) == (torch.bfloat16 if _cpu_has_bf16_matmul() else torch.float32)
+    assert HFEngine(str(tiny_model_dir), dtype="fp32").model.dtype == torch.float32

@@ -385,8 +385,9 @@ def write_compare_report(out: str | Path) -> reports.Report:
                for a in comparison["arms"]])
     doc.h2("Harness")
     sampling = harness.get("sampling") or {}
+    which = f"first {harness['limit']}" if harness.get("limit") else "all"
     doc.text(
-        f"Benchmarks {', '.join(s['benchmarks'])} (first {harness.get('limit') or 'all'} problems of each), "
+        f"Benchmarks {', '.join(s['benchmarks'])} ({which} problems of each), "
         f"k = {k} samples per problem, engine `{harness.get('engine')}`, temperature {sampling.get('temperature')}, "
         f"top_p {sampling.get('top_p')}, max_tokens {sampling.get('max_tokens')}, seed {harness.get('seed')}: "
         "identical for every arm."

@@ -280,6 +280,11 @@ def write_markdown(results: dict, path: Path) -> None:
                      f"loop tokens/s ({results['naive_problems']} of the same problems) | "
                      f"{results['hf_engine_tokens_per_s']:.1f} / {results['naive_tokens_per_s']:.1f} = "
                      f"**{results['hf_vs_naive_speedup']:.2f}x** | >= 4x |")
+    if "hf_fp32_run" in results:
+        fp32 = results["hf_fp32_run"]
+        lines.append(f"| the same, with the engine in fp32 like the stock model (before bf16 on AMX CPUs) | "
+                     f"{fp32['hf_engine_tokens_per_s']:.1f} / {fp32['naive_tokens_per_s']:.1f} = "
+                     f"{fp32['hf_vs_naive_speedup']:.2f}x | - |")
     if "vllm_overhead_frac" in results:
         lines.append(f"| vllm engine overhead against raw `LLM.generate` ({results['vllm_problems']} problems; "
                      f"{results['vllm_engine_tokens_per_s']:.1f} vs {results['vllm_raw_tokens_per_s']:.1f} tok/s) | "

@@ -362,6 +362,7 @@ def evaluate(
 
     started = time.perf_counter()
     runner = get_engine(engine, resolve_model(model), **(engine_options or {}))
+    dtype = str(getattr(runner, "dtype", "") or "").removeprefix("torch.") or None  # hf picks it per machine
     results: dict[str, dict] = {}
     sample_file = _open_samples(samples_path)
     try:
@@ -379,6 +380,7 @@ def evaluate(
         "model_spec": model,
         "engine": engine,
         "engine_options": dict(engine_options or {}),
+        "dtype": dtype,
         "sampling": sampling.to_dict(),
         "chunk_size": settings.chunk_size,
         "extraction": settings.extraction,

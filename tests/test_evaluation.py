@@ -201,6 +201,7 @@ def test_eval_json_records_the_harness(tiny_model_dir, data_dir, tmp_path):
     saved = json.loads(out.read_text())
     assert saved["engine"] == "hf" and saved["k"] == 2 and saved["limit"] == 4 and saved["seed"] == 3
     assert saved["sampling"] == {"temperature": 0.6, "top_p": 0.95, "max_tokens": 8, "seed": 3}
+    assert saved["dtype"] in ("float32", "bfloat16")  # the hf engine picks it per machine: recorded
     bench = saved["benchmarks"]["gsm8k"]
     assert bench["n_problems"] == 4 and bench["n_samples"] == 8 and set(bench["pass_at_k"]) == {"1", "2"}
     assert len(bench["problems"]["id"]) == 4 and sum(bench["statuses"].values()) == 8

@@ -408,7 +408,10 @@ class Pipeline:
                 if unknown:
                     raise PipelineError(f"data.synth: unknown knob(s) {sorted(unknown)}; expected n, seed, "
                                         f"{', '.join(Knobs.__dataclass_fields__)}")
-                knobs = Knobs(**{key: tuple(v) if isinstance(v, list) else v for key, v in synth.items()})
+                try:
+                    knobs = Knobs(**{key: tuple(v) if isinstance(v, list) else v for key, v in synth.items()})
+                except ValueError as error:
+                    raise PipelineError(f"data.synth: {error}") from error
                 rows = [problem.to_row() for problem in generate_synthetic(min(n, limits.get(source, n)), seed, knobs)]
             elif source in limits:
                 rows = load_problems(source, data_dir_option=data.get("data_dir") or _default_data_dir())

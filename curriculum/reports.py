@@ -204,8 +204,10 @@ def read_run(run_dir: str | Path) -> RunFiles:
     for path in sorted(root.glob("eval*.json")):
         label = {EVAL_BEFORE: "before", EVAL_AFTER: "after"}.get(path.name, path.stem)
         files.evals[label] = json.loads(path.read_text())
-    for stage in ("data", "score", "build", "train", "eval"):
-        marker = root / ".pipeline" / f"{stage}.json"
+    from curriculum.pipeline import MARKERS, STAGES  # here, not at the top: the pipeline imports this module
+
+    for stage in STAGES:
+        marker = root / MARKERS / f"{stage}.json"
         if marker.is_file():
             files.stages[stage] = json.loads(marker.read_text())
     if "before" in files.evals and "after" in files.evals:  # before first in every table and plot

@@ -1,6 +1,7 @@
 """Synthetic problems: deterministic by seed, knobs kept as columns, answers correct."""
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from curriculum.cli import cli
@@ -54,3 +55,24 @@ def test_synth_command_knobs_and_exclusion_make_a_disjoint_heldout_set(tmp_path)
 def test_synth_command_rejects_unknown_operation(tmp_path):
     result = CliRunner().invoke(cli, ["data", "synth", "--operations", "add,divide", "--out", str(tmp_path / "x.parquet")])
     assert result.exit_code == 2 and "unknown ['divide']" in result.output
+
+
+@pytest.mark.parametrize("knobs, message", [
+    ({"operations": ("add", "divide")}, r"unknown \['divide'\]"),
+    ({"digits": (0, 1)}, "digits must be >= 1"),
+    ({"operands": (1,)}, "operands >= 2"),
+    ({"operands": ()}, "at least one value"),
+    ({"word_fraction": 1.5}, "word_fraction"),
+])
+def test_knobs_reject_values_the_generator_cannot_use(knobs, message):
+    from curriculum.data.synthetic import Knobs
+
+    with pytest.raises(ValueError, match=message):
+        Knobs(**knobs)
+
+
+def test_synth_command_exclude_file_without_problems_is_one_clear_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "x"}\n')
+    result = CliRunner().invoke(cli, ["data", "synth", "--exclude", str(bad), "--out", str(tmp_path / "x.parquet")])
+    assert result.exit_code == 2 and "no rows with a `problem` field" in result.output

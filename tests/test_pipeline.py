@@ -156,3 +156,7 @@ def test_data_stage_takes_synthetic_knobs_and_per_source_limits(data_dir, tmp_pa
         bad = config_from_dict({"name": "x", "out": str(tmp_path / "bad"),
                                 "data": {"sources": ["synthetic"], "synth": {"n": 2, "colour": "red"}}})
         Pipeline(bad).run(until="data")
+    with pytest.raises(PipelineError, match=r"data.synth: operations: unknown \['divide'\]"):
+        bad = config_from_dict({"name": "x", "out": str(tmp_path / "bad2"),
+                                "data": {"sources": ["synthetic"], "synth": {"n": 2, "operations": ["divide"]}}})
+        Pipeline(bad).run(until="data")

@@ -78,7 +78,7 @@ def prepare(sources, out, data_dir, decontaminate, ngram, overlap, limit, synth_
 @click.option("--word-fraction", default=0.3, show_default=True, type=click.FloatRange(0, 1),
               help="Share of problems phrased as word problems.")
 @click.option("--exclude", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
-              help="A problems parquet/jsonl whose problems must not be generated again (e.g. the training "
+              help="A problems file (.jsonl, .json, .parquet) whose problems must not be generated again (e.g. the training "
                    "set, for a held-out evaluation set). Repeatable.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output parquet (or .jsonl).")
@@ -90,28 +90,30 @@ def synth(count, seed, digits, operands, operations, word_fraction, exclude, out
     """
     import pandas as pd
 
-    from curriculum.data import generate_synthetic
-    from curriculum.data.synthetic import OPERATION_SETS, Knobs
+    from curriculum.data import SourceError, generate_synthetic
+    from curriculum.data.readers import RawRow, read_file
+    from curriculum.data.synthetic import Knobs
 
     if count <= 0:
         raise click.UsageError("--n must be positive")
     try:
-        knobs = Knobs(digits=tuple(int(x) for x in digits.split(",")),
-                      operands=tuple(int(x) for x in operands.split(",")),
-                      operations=tuple(x.strip() for x in operations.split(",")), word_fraction=word_fraction)
+        values = {name: tuple(int(x) for x in text.split(",")) for name, text in (("digits", digits),
+                                                                                  ("operands", operands))}
     except ValueError as error:
         raise click.UsageError(f"--digits and --operands take comma-separated integers: {error}") from error
-    unknown = sorted(set(knobs.operations) - set(OPERATION_SETS))
-    if unknown:
-        raise click.UsageError(f"--operations: unknown {unknown}; expected some of {', '.join(OPERATION_SETS)}")
-    if min(knobs.digits) < 1 or min(knobs.operands) < 2:
-        raise click.UsageError("--digits must be >= 1 and --operands >= 2")
+    try:
+        knobs = Knobs(**values, operations=tuple(x.strip() for x in operations.split(",")),
+                      word_fraction=word_fraction)
+    except ValueError as error:
+        raise click.UsageError(f"--{error}") from error
     excluded = set()
     for path in exclude:
-        table = pd.read_json(path, lines=True) if path.suffix == ".jsonl" else pd.read_parquet(path)
-        if "problem" not in table.columns:
-            raise click.UsageError(f"--exclude {path}: no `problem` column")
-        excluded.update(table["problem"].astype(str))
+        with fail_on(SourceError):
+            texts = [str(row.data["problem"]) for row in read_file(path)
+                     if isinstance(row, RawRow) and "problem" in row.data]
+        if not texts:
+            raise click.UsageError(f"--exclude {path}: no rows with a `problem` field")
+        excluded.update(texts)
     # Draw extra and drop excluded problems, so --n stays the count written when the space is large enough.
     rows = [p.to_row() for p in generate_synthetic(count + len(excluded), seed, knobs) if p.problem not in excluded]
     frame = pd.DataFrame(rows[:count])

@@ -25,6 +25,17 @@ class Knobs:
     operations: tuple[str, ...] = ("add", "addsub", "mixed")
     word_fraction: float = 0.3
 
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.operations) - set(OPERATION_SETS))
+        if unknown:
+            raise ValueError(f"operations: unknown {unknown}; expected some of {', '.join(OPERATION_SETS)}")
+        if not self.digits or not self.operands or not self.operations:
+            raise ValueError("digits, operands and operations each need at least one value")
+        if min(self.digits) < 1 or min(self.operands) < 2:
+            raise ValueError("digits must be >= 1 and operands >= 2")
+        if not 0 <= self.word_fraction <= 1:
+            raise ValueError(f"word_fraction must be in [0, 1], got {self.word_fraction}")
+
 
 def _number(rng: random.Random, digits: int) -> int:
     return rng.randint(1 if digits == 1 else 10 ** (digits - 1), 10**digits - 1)

@@ -1,14 +1,24 @@
-"""Turning scores into difficulty buckets: validation, zero-signal filtering, bucketing, the buckets dataset.
+"""Turning difficulty into buckets: validation, zero-signal filtering, bucketing, the buckets dataset.
+
+Difficulty comes from one of two places:
+- a scores file from `curriculum score` (pass rates measured on the model to train, with n, k, intervals);
+- a column that ships with the problems (`DifficultyColumn`): a pass rate some other model published
+  (fractions or percentages) or a human rating (higher = harder). Nobody here rolled these problems out, so
+  `n = k = 0` and the intervals, mean length and truncation are NaN: "unknown", not zero. A rating says
+  nothing about a pass rate, so its rows carry `pass_rate = 0.5`, the mean of the uniform prior, which is
+  exactly what the sampler's online estimate assumes for a problem with no rollouts (n = 0 gives the prior
+  zero weight); the manifest and the report say the pass rate is unknown.
 
 A GRPO group whose completions all pass or all fail has zero advantage and teaches nothing, so problems
-solved by every scoring rollout or by none are dropped (or a small random fraction kept). The rest are
-split into buckets numbered easiest (0) to hardest by one of three strategies:
-- `quantile`: equal-count buckets by pass rate (ties broken by longer mean completion = harder);
+with pass rate 1 or 0 are dropped (or a small random fraction kept). A rating carries no such information:
+that filter does not apply to it. The rest are split into buckets numbered easiest (0) to hardest by one
+of three strategies:
+- `quantile`: equal-count buckets by pass rate (or rating), never splitting a tie (see `bucketize`);
 - `thresholds`: given pass-rate edges, e.g. 0.8,0.5,0.2 -> [0.8, 1], [0.5, 0.8), [0.2, 0.5), [0, 0.2);
-- `kmeans`: scikit-learn KMeans on standardized pass rate and mean completion length, clusters ordered
-  by mean pass rate.
+- `kmeans`: scikit-learn KMeans on standardized pass rate (and mean completion length with ties="length"),
+  clusters ordered by mean pass rate.
 The output is an HF dataset (`save_to_disk`) with a conversational `prompt`, `bucket` and `pass_rate`,
-plus `manifest.json` and a histogram of pass rates with the bucket edges.
+plus `manifest.json` and a histogram of pass rates (or ratings) with the bucket edges.
 """
 
 from __future__ import annotations
@@ -24,11 +34,18 @@ import pandas as pd
 from curriculum.prompts import DEFAULT_TEMPLATE, PromptTemplate
 
 STRATEGIES = ("quantile", "thresholds", "kmeans")
+TIE_RULES = ("length", "merge")
+DIFFICULTY_KINDS = ("pass_rate", "rating")
+DIFFICULTY_SCALES = (1, 100)
 SCORE_COLUMNS = ("id", "n", "k", "pass_rate", "ci_low", "ci_high", "mean_tokens", "model")
 PROBLEM_COLUMNS = ("id", "problem", "answer")
 KEPT_SCORE_COLUMNS = ("n", "k", "pass_rate", "ci_low", "ci_high", "mean_tokens", "truncated_frac")
 MANIFEST = "manifest.json"
 HISTOGRAM = "pass_rates.png"
+RATING_HISTOGRAM = "ratings.png"
+UNKNOWN_PASS_RATE = 0.5  # Beta(1, 1) mean: the online estimate's prior for a problem nobody rolled out
+UNMEASURED = ("n", "k", "ci_low", "ci_high", "mean_tokens", "truncated_frac")
+MISSING_TEXT = {"", "nan", "none", "null", "na", "n/a"}
 HELD_BACK = "held_back.parquet"
 
 
@@ -38,7 +55,14 @@ class BuildError(ValueError):
 
 @dataclass
 class BuildConfig:
-    """How to bucket: strategy and count, zero-signal and uncertainty filters, per-bucket cap, seed."""
+    """How to bucket: strategy and count, tie rule, zero-signal and uncertainty filters, per-bucket cap, seed.
+
+    `ties`: problems with equal pass rates are never split on position. "merge" (the default) keeps every
+    pass rate in one bucket, making fewer buckets when the values are too few or the ties too large (4
+    scoring samples give at most 3 kept values); "length" breaks ties on the mean completion length of the
+    scoring rollouts (longer = harder; equal lengths stay together), and is kmeans' second feature. Without
+    lengths (a difficulty column) the two are the same.
+    """
 
     num_buckets: int = 4
     strategy: str = "quantile"
@@ -49,10 +73,13 @@ class BuildConfig:
     max_ci_width: float | None = None
     max_per_bucket: int | None = None
     seed: int = 0
+    ties: str = "merge"
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise BuildError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.ties not in TIE_RULES:
+            raise BuildError(f"unknown tie rule {self.ties!r}; choose one of {', '.join(TIE_RULES)}")
         if self.edges is not None:
             if self.strategy != "thresholds":
                 raise BuildError("edges are only used by the thresholds strategy")
@@ -70,6 +97,54 @@ class BuildConfig:
             raise BuildError(f"max_ci_width must be in (0, 1], got {self.max_ci_width}")
         if self.max_per_bucket is not None and self.max_per_bucket < 1:
             raise BuildError(f"max_per_bucket must be >= 1, got {self.max_per_bucket}")
+
+
+@dataclass
+class DifficultyColumn:
+    """Difficulty shipped with the problems: a column of pass rates or of ratings.
+
+    Args:
+        column: the problems file's column.
+        kind: "pass_rate" (share of attempts some model solved; zero-signal filter applies) or "rating"
+            (higher = harder, any units; bucketed by quantile of its order).
+        scale: 1 if pass rates are fractions in [0, 1], 100 if percentages in [0, 100]; ratings take 1.
+        max_missing: largest share of rows allowed without a value; those rows are dropped and counted.
+
+    Example:
+        >>> DifficultyColumn("solve_rate", scale=100).describe()["kind"]
+        'pass_rate'
+    """
+
+    column: str
+    kind: str = "pass_rate"
+    scale: int = 1
+    max_missing: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not self.column:
+            raise BuildError("the difficulty column needs a name")
+        if self.kind not in DIFFICULTY_KINDS:
+            raise BuildError(f"unknown difficulty kind {self.kind!r}; choose one of {', '.join(DIFFICULTY_KINDS)}")
+        if self.scale not in DIFFICULTY_SCALES:
+            raise BuildError(f"difficulty scale must be 1 (fractions) or 100 (percentages), got {self.scale}")
+        if self.kind == "rating" and self.scale != 1:
+            raise BuildError("a difficulty scale applies to pass rates only; a rating is bucketed by its order")
+        if not 0 <= self.max_missing < 1:
+            raise BuildError(f"max_missing must be in [0, 1), got {self.max_missing}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": "column", "column": self.column, "kind": self.kind, "scale": self.scale,
+                "max_missing": self.max_missing}
+
+
+@dataclass
+class Bucketing:
+    """Bucket per problem (0 = easiest), edges between consecutive buckets, and what ties did."""
+
+    buckets: np.ndarray
+    edges: list[float]
+    made: int
+    ties: dict[str, Any]
 
 
 @dataclass
@@ -130,7 +205,8 @@ def _fail_if(path, frame: pd.DataFrame, column: str, mask: pd.Series, why: str) 
 
 
 def _fail(path, frame: pd.DataFrame, column: str, mask: pd.Series, why: str) -> None:
-    row = int(np.flatnonzero(mask.to_numpy())[0])
+    mask = np.asarray(mask, dtype=bool)
+    row = int(np.flatnonzero(mask)[0])
     ident = frame["id"].iloc[row] if "id" in frame.columns else "?"
     more = int(mask.sum()) - 1
     value = frame[column].iloc[row]
@@ -147,40 +223,128 @@ def validate_problems(problems: pd.DataFrame, path: str | Path = "problems") -> 
     _fail_if(path, problems, "id", problems["id"].duplicated(), "appears twice")
 
 
+def read_difficulty(problems: pd.DataFrame, spec: DifficultyColumn, path: str | Path = "problems") -> np.ndarray:
+    """The difficulty column as floats in its own units (NaN where a row has no value).
+
+    Numbers and numeric strings are accepted; empty cells, None and "nan"/"null"/"NA" count as missing.
+    Refused, naming the column and the first bad row: a value that is not a finite number, a pass rate
+    outside [0, scale], and more rows missing than `spec.max_missing` allows.
+    """
+    column = spec.column
+    if column not in problems.columns:
+        raise BuildError(f"{path}: no column {column!r} to read difficulty from "
+                         f"(columns: {', '.join(map(str, problems.columns))})")
+    if len(problems) == 0:
+        raise BuildError(f"{path}: no rows")
+    values = np.full(len(problems), np.nan)
+    bad = np.zeros(len(problems), dtype=bool)
+    for row, value in enumerate(problems[column].tolist()):
+        values[row], bad[row] = _number(value)
+    _fail_if(path, problems, column, bad, "is not a number")
+    _fail_if(path, problems, column, np.isinf(values), "is not a finite number")
+    if spec.kind == "pass_rate":
+        hint = "; percentages need scale 100" if spec.scale == 1 else ""
+        _fail_if(path, problems, column, (values < 0) | (values > spec.scale),
+                 f"is outside [0, {spec.scale}] (difficulty scale {spec.scale}{hint})")
+    missing = np.isnan(values)
+    if missing.mean() > spec.max_missing:
+        row = int(np.flatnonzero(missing)[0])
+        raise BuildError(f"{path}: column {column} has no value in {int(missing.sum())} of {len(values)} rows "
+                         f"({missing.mean():.1%}, more than the {spec.max_missing:.1%} allowed); first at row {row} "
+                         f"(id {problems['id'].iloc[row]})")
+    return values
+
+
+def _number(value) -> tuple[float, bool]:
+    """(value as a float, is it bad); NaN for a missing value."""
+    if value is None:
+        return np.nan, False
+    if isinstance(value, (bool, np.bool_)):
+        return np.nan, True
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in MISSING_TEXT:
+            return np.nan, False
+        value = text
+    try:
+        return float(value), False
+    except (TypeError, ValueError):
+        return np.nan, True
+
+
 # ---------------------------------------------------------------------------------------------- bucketing
 
 
 def assign_buckets(pass_rates, config: BuildConfig, mean_tokens=None) -> tuple[np.ndarray, list[float]]:
     """Bucket per problem (0 = easiest) and the pass-rate edges between consecutive buckets."""
-    pass_rates = np.asarray(pass_rates, dtype=float)
-    count = len(pass_rates)
+    result = bucketize(pass_rates, config, mean_tokens=mean_tokens)
+    return result.buckets, result.edges
+
+
+def bucketize(values, config: BuildConfig, *, mean_tokens=None, kind: str = "pass_rate") -> Bucketing:
+    """Buckets easiest (0) to hardest by pass rate (higher = easier) or rating (higher = harder).
+
+    Two problems with the same value and the same tie key never land in different buckets. The tie key is
+    the mean completion length when `config.ties` is "length" and lengths vary, else nothing. `quantile`
+    cuts the easiest-first order at equal counts, then moves each cut to the nearest change of key; cuts
+    that meet merge, so ties can make fewer buckets than asked (`made`, explained in `ties`):
+
+        position     0    1  | 2   3   4   5   6   7  | 8    9         4 buckets asked of 10 problems
+        pass rate   .75  .75 | .5  .5  .5  .5  .5  .5 | .25  .25
+        equal counts cut before 3, 5 and 8; the nearest changes of value are 2, 2 (equally near: the
+        earlier) and 8 -> cuts before 2 and 8: 3 buckets, no pass rate split
+
+    Example:
+        >>> bucketize([0.75, 0.5, 0.5, 0.25], BuildConfig(num_buckets=4)).made
+        3
+    """
+    values = np.asarray(values, dtype=float)
+    ease = -values if kind == "rating" else values
+    count = len(values)
     if count < config.num_buckets and config.strategy != "thresholds":
         raise BuildError(f"{count} problem(s) left after filtering: too few for {config.num_buckets} buckets")
-    lengths = np.zeros(count) if mean_tokens is None else np.nan_to_num(np.asarray(mean_tokens, dtype=float))
+    lengths = None if mean_tokens is None else np.nan_to_num(np.asarray(mean_tokens, dtype=float))
+    by_length = config.ties == "length" and lengths is not None and len(np.unique(lengths)) > 1
+    lengths = lengths if by_length else np.zeros(count)
     if config.strategy == "thresholds":
         edges = np.asarray(config.edges)
-        buckets = (pass_rates[:, None] < edges[None, :]).sum(axis=1)
-        return buckets, [float(e) for e in edges]
+        buckets = (values[:, None] < edges[None, :]).sum(axis=1)
+        return Bucketing(buckets, [float(e) for e in edges], config.num_buckets,
+                         _ties(values, buckets, config, config.num_buckets, False, kind))
     if config.strategy == "quantile":
-        # hardest last: lower pass rate, then longer completions, then position (stable)
-        order = np.lexsort((lengths, -pass_rates))
-        buckets = np.empty(count, dtype=np.int64)
-        buckets[order] = np.arange(count) * config.num_buckets // count
+        buckets, made = _quantile(ease, lengths, config.num_buckets)
     else:
-        buckets = _kmeans(pass_rates, lengths, config)
-    return buckets, _edges_between(pass_rates, buckets, config.num_buckets)
+        buckets, made = _kmeans(ease, lengths, config), config.num_buckets
+    edges = _edges_between(ease, buckets, made)
+    edges = [-edge for edge in edges] if kind == "rating" else edges
+    return Bucketing(buckets, edges, made, _ties(values, buckets, config, made, by_length, kind))
 
 
-def _kmeans(pass_rates: np.ndarray, lengths: np.ndarray, config: BuildConfig) -> np.ndarray:
+def _quantile(ease: np.ndarray, lengths: np.ndarray, num_buckets: int) -> tuple[np.ndarray, int]:
+    count = len(ease)
+    order = np.lexsort((lengths, -ease))  # easiest first: higher ease, then shorter completions
+    ease_sorted, length_sorted = ease[order], lengths[order]
+    new_key = np.ones(count, dtype=bool)
+    new_key[1:] = (ease_sorted[1:] != ease_sorted[:-1]) | (length_sorted[1:] != length_sorted[:-1])
+    changes = np.append(np.flatnonzero(new_key), count)  # positions where a tie group starts, and the end
+    wanted = -(-np.arange(1, num_buckets) * count // num_buckets)  # ceil(j * count / B): equal counts
+    moved = changes[np.abs(changes[None, :] - wanted[:, None]).argmin(axis=1)]
+    cuts = np.unique(moved[(moved > 0) & (moved < count)])
+    buckets = np.empty(count, dtype=np.int64)
+    buckets[order] = np.searchsorted(cuts, np.arange(count), side="right")
+    return buckets, len(cuts) + 1
+
+
+def _kmeans(ease: np.ndarray, lengths: np.ndarray, config: BuildConfig) -> np.ndarray:
     from sklearn.cluster import KMeans
     from sklearn.preprocessing import StandardScaler
 
-    features = np.column_stack([pass_rates, lengths]) if lengths.std() > 0 else pass_rates[:, None]
+    features = np.column_stack([ease, lengths]) if lengths.std() > 0 else ease[:, None]
     features = StandardScaler().fit_transform(features)
     if len(np.unique(features, axis=0)) < config.num_buckets:
         raise BuildError(f"kmeans needs at least {config.num_buckets} distinct (pass rate, length) points")
     labels = KMeans(n_clusters=config.num_buckets, n_init=10, random_state=config.seed).fit_predict(features)
-    means = [(-pass_rates[labels == c].mean(), lengths[labels == c].mean(), c) for c in range(config.num_buckets)]
+    means = [(-ease[labels == c].mean(), lengths[labels == c].mean(), c) for c in range(config.num_buckets)]
     rank = {cluster: position for position, (_, _, cluster) in enumerate(sorted(means))}
     return np.array([rank[label] for label in labels], dtype=np.int64)
 
@@ -193,6 +357,39 @@ def _edges_between(pass_rates: np.ndarray, buckets: np.ndarray, num_buckets: int
         if len(easier) and len(harder):
             edges.append(float((easier.min() + harder.max()) / 2))
     return edges
+
+
+def _ties(values, buckets, config: BuildConfig, made: int, by_length: bool, kind: str) -> dict[str, Any]:
+    """What ties did to the buckets, for the manifest and the printed summary."""
+    label = "pass rate" if kind == "pass_rate" else "rating"
+    distinct = np.unique(values)
+    split = []
+    for value in distinct:
+        spanned = np.unique(buckets[values == value])
+        if len(spanned) > 1:
+            split.append({kind: float(value), "buckets": [int(b) for b in spanned]})
+    if config.strategy == "thresholds":
+        rule, notes = "thresholds", [f"thresholds never split equal {label}s"]
+    elif by_length:
+        rule = "length"
+        notes = ["ties broken by mean completion length (longer = harder); equal (pass rate, length) share a bucket"]
+        notes += [f"pass rate {s[kind]:g} spans buckets {s['buckets'][0]}-{s['buckets'][-1]}" for s in split[:5]]
+        if len(split) > 5:
+            notes.append(f"{len(split) - 5} more pass rate(s) span several buckets")
+    else:
+        rule = "merge"
+        why = "" if config.ties == "merge" else " (no completion lengths to break them)"
+        notes = [f"equal {label}s share a bucket{why}"]
+    if made < config.num_buckets:
+        if len(distinct) < config.num_buckets and not by_length:
+            notes.insert(0, f"asked for {config.num_buckets} buckets; {label}s have {len(distinct)} distinct values "
+                            f"in the kept range; made {made} buckets")
+        else:
+            notes.insert(0, f"asked for {config.num_buckets} buckets; made {made}: ties too large for one "
+                            "equal-count bucket merged neighbouring buckets")
+    return {"rule": rule, "key": [kind] + (["mean_tokens"] if by_length else []),
+            "requested_buckets": config.num_buckets, "made_buckets": made, "distinct_values": int(len(distinct)),
+            "split": split, "note": "; ".join(notes)}
 
 
 # ---------------------------------------------------------------------------------------------- building
@@ -209,11 +406,69 @@ def build(scores: pd.DataFrame, problems: pd.DataFrame, config: BuildConfig, *,
     models = sorted(map(str, scores["model"].dropna().unique()))
     if len(models) > 1:
         raise BuildError(f"{scores_path}: scores from several models ({', '.join(models)}); bucket one at a time")
-    rng = np.random.default_rng(config.seed)
-
     frame = scores.reset_index(drop=True)
-    solved = (frame["k"] >= frame["n"]).to_numpy()
-    unsolved = (frame["k"] <= 0).to_numpy()
+    first = scores.iloc[0]
+    origin = {
+        "difficulty": {"source": "scores", "file": str(scores_path), "column": "pass_rate", "kind": "pass_rate",
+                       "scale": 1, "unknown": []},
+        "scored": int(len(scores)),
+        "unscored_problems": int((~problems["id"].isin(scores["id"])).sum()),
+        "model": models[0] if models else None,
+        "engine": str(first["engine"]) if "engine" in scores.columns else None,
+        "sampling": _json_or_text(first["sampling"]) if "sampling" in scores.columns else None,
+    }
+    solved, unsolved = (frame["k"] >= frame["n"]).to_numpy(), (frame["k"] <= 0).to_numpy()
+    return _build(frame, problems, config, solved, unsolved, origin, {}, template)
+
+
+def build_from_column(problems: pd.DataFrame, spec: DifficultyColumn, config: BuildConfig, *,
+                      problems_path: str | Path = "problems",
+                      template: PromptTemplate = DEFAULT_TEMPLATE) -> BuildResult:
+    """Like `build`, with the difficulty read from a column of the problems file instead of a scores file.
+
+    A pass-rate column gets the zero-signal filter (1 = solved, 0 = unsolved); a rating does not. Rows
+    without a value (at most `spec.max_missing` of them) are dropped and counted as `missing_difficulty`.
+    """
+    if config.max_ci_width is not None:
+        raise BuildError("max_ci_width holds back uncertain scores, but a difficulty column has no intervals")
+    if spec.kind == "rating" and config.strategy == "thresholds":
+        raise BuildError("the thresholds strategy takes pass-rate edges; bucket a rating by quantile or kmeans")
+    validate_problems(problems, problems_path)
+    values = read_difficulty(problems, spec, problems_path)
+    missing = np.isnan(values)
+    frame = pd.DataFrame({"id": problems["id"].to_numpy()[~missing], "n": 0, "k": 0})
+    rating = spec.kind == "rating"
+    frame["pass_rate"] = UNKNOWN_PASS_RATE if rating else values[~missing] / spec.scale
+    for column in UNMEASURED[2:]:
+        frame[column] = np.nan
+    if rating:
+        frame["rating"] = values[~missing]
+    unknown = list(UNMEASURED) + (["pass_rate"] if rating else [])
+    origin = {
+        "difficulty": {**spec.describe(), "file": str(problems_path), "missing": int(missing.sum()),
+                       "unknown": unknown,
+                       "note": ("n = k = 0 and NaN intervals, mean_tokens and truncated_frac: nobody here rolled "
+                                "these problems out" + ("; a rating is no pass rate: pass_rate holds 0.5, the "
+                                                        "uniform prior's mean, which the sampler weighs as no "
+                                                        "evidence (n = 0)" if rating else ""))},
+        "scored": int(len(frame)),
+        "unscored_problems": 0,
+        "model": None, "engine": None, "sampling": None,
+    }
+    if rating:
+        solved = unsolved = np.zeros(len(frame), dtype=bool)
+        origin["zero_signal_filter"] = "not applied: a rating says nothing about solvability"
+    else:
+        rates = frame["pass_rate"].to_numpy()
+        solved, unsolved = rates >= 1, rates <= 0
+    kept = problems.assign(**{spec.column: values})  # the source column rides along, parsed, in its own units
+    return _build(frame, kept, config, solved, unsolved, origin, {"missing_difficulty": int(missing.sum())},
+                  template, kind=spec.kind)
+
+
+def _build(frame, problems, config, solved, unsolved, origin, extra_dropped, template, kind="pass_rate"):
+    """Zero-signal and uncertainty filters, bucketing, per-bucket cap, prompts, manifest."""
+    rng = np.random.default_rng(config.seed)
     reasons = np.full(len(frame), "", dtype=object)
     if config.drop_solved:
         reasons[solved] = "solved"
@@ -227,25 +482,28 @@ def build(scores: pd.DataFrame, problems: pd.DataFrame, config: BuildConfig, *,
         reasons[wide] = "uncertain"
     dropped = {reason: int((reasons == reason).sum()) for reason in ("solved", "unsolved", "uncertain")}
     held_back = frame[reasons == "uncertain"].copy()
+    considered = len(frame)
     frame = frame[reasons == ""].reset_index(drop=True)
 
-    buckets, edges = assign_buckets(frame["pass_rate"], config, frame["mean_tokens"])
-    frame["bucket"] = buckets
+    value = "rating" if kind == "rating" else "pass_rate"
+    bucketing = bucketize(frame[value], config, mean_tokens=frame["mean_tokens"], kind=kind)
+    frame["bucket"] = bucketing.buckets
     capped = 0
     if config.max_per_bucket is not None:
         keep = np.ones(len(frame), dtype=bool)
-        for k in range(config.num_buckets):
-            members = np.flatnonzero(buckets == k)
+        for k in range(bucketing.made):
+            members = np.flatnonzero(bucketing.buckets == k)
             if len(members) > config.max_per_bucket:
                 drop = rng.choice(members, len(members) - config.max_per_bucket, replace=False)
                 keep[drop] = False
         capped = int((~keep).sum())
         frame = frame[keep].reset_index(drop=True)
     dropped["max_per_bucket"] = capped
+    dropped.update(extra_dropped)
     if len(frame) == 0:
-        raise BuildError(f"no problems left after filtering {len(scores)} scored ones ({_describe(dropped)})")
+        raise BuildError(f"no problems left after filtering {considered} with a difficulty ({_describe(dropped)})")
 
-    columns = [c for c in KEPT_SCORE_COLUMNS if c in frame.columns]
+    columns = [c for c in (*KEPT_SCORE_COLUMNS, "rating") if c in frame.columns]
     clashing = [c for c in problems.columns if c in (*columns, "bucket", "prompt")]
     frame = frame[["id", "bucket", *columns]].merge(problems.drop(columns=clashing), on="id", how="left",
                                                     validate="one_to_one")
@@ -255,8 +513,7 @@ def build(scores: pd.DataFrame, problems: pd.DataFrame, config: BuildConfig, *,
     first = ["id", "prompt", "answer", "bucket", "pass_rate"]
     frame = frame[first + [c for c in frame.columns if c not in first]]
 
-    manifest = _manifest(frame, scores, problems, config, edges, dropped, int(len(kept_anyway)),
-                         models[0] if models else None, template)
+    manifest = _manifest(frame, problems, config, bucketing, dropped, int(len(kept_anyway)), origin, template, kind)
     return BuildResult(frame=frame, held_back=held_back, manifest=manifest)
 
 
@@ -264,32 +521,29 @@ def _describe(dropped: dict[str, int]) -> str:
     return ", ".join(f"{count} {reason}" for reason, count in dropped.items() if count) or "none dropped"
 
 
-def _manifest(frame, scores, problems, config, edges, dropped, kept_zero_signal, model, template) -> dict:
+def _manifest(frame, problems, config, bucketing, dropped, kept_zero_signal, origin, template, kind) -> dict:
     per_bucket = []
-    for k in range(config.num_buckets):
-        rates = frame.loc[frame["bucket"] == k, "pass_rate"]
-        per_bucket.append({
-            "bucket": k,
-            "count": int(len(rates)),
-            "pass_rate_min": float(rates.min()) if len(rates) else None,
-            "pass_rate_max": float(rates.max()) if len(rates) else None,
-            "pass_rate_mean": float(rates.mean()) if len(rates) else None,
-        })
-    first = scores.iloc[0]
+    for k in range(bucketing.made):
+        members = frame[frame["bucket"] == k]
+        entry = {"bucket": k, "count": int(len(members))}
+        for column in ("pass_rate", "rating") if kind == "rating" else ("pass_rate",):
+            known = len(members) and not (kind == "rating" and column == "pass_rate")  # a rating's pass rate: unknown
+            entry |= {f"{column}_{stat}": float(getattr(members[column], stat)()) if known else None
+                      for stat in ("min", "max", "mean")}
+        per_bucket.append(entry)
     return {
         "strategy": config.strategy,
-        "num_buckets": config.num_buckets,
-        "edges": edges,
+        "num_buckets": bucketing.made,
+        "edges": bucketing.edges,
+        "edges_unit": kind,
         "counts": [b["count"] for b in per_bucket],
         "buckets": per_bucket,
+        "ties": bucketing.ties,
         "total": int(len(frame)),
-        "scored": int(len(scores)),
-        "unscored_problems": int((~problems["id"].isin(scores["id"])).sum()),
+        **origin,
+        "zero_signal_filter": origin.get("zero_signal_filter", "applied"),
         "dropped": dropped,
         "kept_zero_signal": kept_zero_signal,
-        "model": model,
-        "engine": str(first["engine"]) if "engine" in scores.columns else None,
-        "sampling": _json_or_text(first["sampling"]) if "sampling" in scores.columns else None,
         "config": asdict(config),
         "prompt_template": {"system": template.system, "instruction": template.instruction},
     }
@@ -306,41 +560,45 @@ def _json_or_text(value):
 
 
 def save(result: BuildResult, out_dir: str | Path, *, sources: dict[str, str] | None = None) -> dict[str, Path]:
-    """Write the HF dataset, manifest.json, the pass-rate histogram and held-back problems into `out_dir`."""
+    """Write the HF dataset, manifest.json, the difficulty histogram and held-back problems into `out_dir`."""
     from datasets import Dataset
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     Dataset.from_pandas(result.frame, preserve_index=False).save_to_disk(str(out_dir))
-    paths = {"dataset": out_dir, "manifest": out_dir / MANIFEST, "histogram": out_dir / HISTOGRAM}
-    manifest = {**result.manifest, **(sources or {})}
+    rating = result.manifest.get("edges_unit") == "rating"
+    histogram = out_dir / (RATING_HISTOGRAM if rating else HISTOGRAM)
+    paths = {"dataset": out_dir, "manifest": out_dir / MANIFEST, "histogram": histogram}
+    manifest = {**result.manifest, **(sources or {}), "histogram": histogram.name}
     if len(result.held_back):
         result.held_back.to_parquet(out_dir / HELD_BACK, index=False)
         paths["held_back"] = out_dir / HELD_BACK
         manifest["held_back_file"] = HELD_BACK
     paths["manifest"].write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-    plot_histogram(result.frame["pass_rate"], result.frame["bucket"], result.manifest["edges"],
-                   result.manifest["num_buckets"], paths["histogram"])
+    plot_histogram(result.frame["rating" if rating else "pass_rate"], result.frame["bucket"],
+                   result.manifest["edges"], result.manifest["num_buckets"], histogram,
+                   label="rating (higher = harder)" if rating else "pass rate")
     return paths
 
 
-def plot_histogram(pass_rates, buckets, edges: list[float], num_buckets: int, path: str | Path) -> None:
-    """Stacked histogram of pass rates coloured by bucket, with the edges as dashed lines."""
+def plot_histogram(values, buckets, edges: list[float], num_buckets: int, path: str | Path, *,
+                   label: str = "pass rate") -> None:
+    """Stacked histogram of pass rates (or ratings) coloured by bucket, with the edges as dashed lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pass_rates, buckets = np.asarray(pass_rates, dtype=float), np.asarray(buckets)
+    values, buckets = np.asarray(values, dtype=float), np.asarray(buckets)
     figure, axis = plt.subplots(figsize=(7, 4))
-    bins = np.linspace(0, 1, 41)
-    groups = [pass_rates[buckets == k] for k in range(num_buckets)]
+    bins = np.linspace(0, 1, 41) if label == "pass rate" else 40
+    groups = [values[buckets == k] for k in range(num_buckets)]
     axis.hist(groups, bins=bins, stacked=True, label=[f"bucket {k} ({len(g)})" for k, g in enumerate(groups)])
     for edge in edges:
         axis.axvline(edge, color="black", linestyle="--", linewidth=1)
-    axis.set_xlabel("pass rate (scoring rollouts)")
+    axis.set_xlabel(label)
     axis.set_ylabel("problems")
-    axis.set_title("Pass rates by bucket (0 = easiest)")
+    axis.set_title(f"{label.split(' (')[0].capitalize()}s by bucket (0 = easiest)")
     axis.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=100)

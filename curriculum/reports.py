@@ -283,8 +283,8 @@ def _save(fig, path: Path) -> Path:
 
 
 def bucket_edges(manifest: dict | None) -> list[float]:
-    """Interior pass-rate edges between buckets from manifest.json (empty when absent)."""
-    if not manifest:
+    """Interior pass-rate edges between buckets from manifest.json (empty when absent or in rating units)."""
+    if not manifest or manifest.get("edges_unit", "pass_rate") != "pass_rate":
         return []
     edges = manifest.get("edges") or []
     return [float(e) for e in edges if e is not None and 0.0 < float(e) < 1.0]
@@ -303,6 +303,39 @@ def bucket_counts(manifest: dict | None) -> dict[int, int]:
     if isinstance(buckets, list):
         return {int(b.get("bucket", i)): int(b.get("count", b.get("size", 0))) for i, b in enumerate(buckets)}
     return {}
+
+
+def difficulty_source(manifest: dict | None) -> dict:
+    """manifest.json's `difficulty` (where the buckets' difficulty came from); {} for older manifests."""
+    return dict((manifest or {}).get("difficulty") or {})
+
+
+def difficulty_text(manifest: dict) -> str:
+    """One sentence on where the difficulty came from and which numbers are unknown."""
+    source = difficulty_source(manifest)
+    if source.get("source") != "column":
+        model = manifest.get("model")
+        return ("Difficulty: pass rates measured by `curriculum score`" + (f" with `{model}`" if model else "")
+                + (f" ({source['file']})" if source.get("file") else "") + "; n, k and intervals per problem are "
+                "in the scores file.")
+    kind = source.get("kind", "pass_rate")
+    what = "a rating (higher = harder)" if kind == "rating" else (
+        f"a published pass rate ({'percent' if source.get('scale') == 100 else 'fraction'})")
+    return (f"Difficulty: column `{source.get('column')}` of `{source.get('file')}`, {what}, not measured here: "
+            "n, k and pass-rate intervals are unknown for these buckets (the dataset holds n = k = 0 and NaN "
+            "intervals)" + ("; the pass rate is unknown too, and no zero-signal filter was applied"
+                            if kind == "rating" else "") + ".")
+
+
+def bucket_rows(manifest: dict) -> tuple[list[str], list[list]]:
+    """Per-bucket table from manifest.json: size and the range of the value the buckets were cut on."""
+    column = "rating" if manifest.get("edges_unit") == "rating" else "pass_rate"
+    rows = []
+    for bucket in manifest.get("buckets") or []:
+        low, high, mean = (bucket.get(f"{column}_{stat}") for stat in ("min", "max", "mean"))
+        span = "–" if low is None else f"{low:.3g} – {high:.3g} (mean {mean:.3g})"
+        rows.append([bucket.get("bucket"), bucket.get("count"), span])
+    return ["bucket", "problems", column.replace("_", " ") + " range"], rows
 
 
 def plot_pass_rates(scores, manifest: dict | None, path: Path, assignment: dict[str, int] | None = None) -> Path | None:
@@ -625,11 +658,17 @@ def build_document(files: RunFiles, out_dir: Path, title: str | None = None) -> 
         assignment = bucket_assignment(files.root)
         add(plot_pass_rates(scores, files.manifest, out_dir / "pass_rates.png", assignment),
             "Pass-rate histogram by bucket (grey: dropped, no GRPO signal); dashed lines are the bucket edges")
-    else:
+    elif difficulty_source(files.manifest).get("source") != "column":  # a difficulty column needs no scores
         missing.append(SCORES)
     if files.manifest is not None:
         manifest = files.manifest
         doc.text(f"Buckets: strategy `{manifest.get('strategy', '?')}`, edges {bucket_edges(manifest) or manifest.get('edges')}.")
+        doc.text(difficulty_text(manifest))
+        header, rows = bucket_rows(manifest)
+        if rows:
+            doc.table(header, rows)
+        if (manifest.get("ties") or {}).get("note"):
+            doc.text(f"Ties: {manifest['ties']['note']}.")
         dropped = manifest.get("dropped")
         if dropped:
             doc.text(f"Dropped: {json.dumps(dropped)}")

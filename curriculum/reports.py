@@ -662,7 +662,9 @@ def build_document(files: RunFiles, out_dir: Path, title: str | None = None) -> 
         missing.append(SCORES)
     if files.manifest is not None:
         manifest = files.manifest
-        doc.text(f"Buckets: strategy `{manifest.get('strategy', '?')}`, edges {bucket_edges(manifest) or manifest.get('edges')}.")
+        unit = "rating " if manifest.get("edges_unit") == "rating" else ""
+        doc.text(f"Buckets: strategy `{manifest.get('strategy', '?')}`, {unit}edges "
+                 f"{bucket_edges(manifest) or manifest.get('edges')}.")
         doc.text(difficulty_text(manifest))
         header, rows = bucket_rows(manifest)
         if rows:

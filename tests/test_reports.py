@@ -136,3 +136,43 @@ def test_report_cli(full_run):
     assert "7 figures" in result.output
     missing = CliRunner().invoke(cli, ["report", str(full_run / "nope")])
     assert missing.exit_code != 0 and "Traceback" not in missing.output
+
+
+@pytest.mark.parametrize("kind", ["rating", "pass_rate"])
+def test_buckets_from_a_difficulty_column_report_unknown_n_k_and_intervals(tmp_path, kind):
+    import pandas as pd
+
+    from curriculum.buckets import BuildConfig, DifficultyColumn, build_from_column, save
+    from curriculum.reports import bucket_edges
+
+    run = tmp_path / "run"
+    values = [1 + i % 5 for i in range(30)] if kind == "rating" else [5 + (i * 7) % 90 for i in range(30)]
+    problems = pd.DataFrame({"id": [f"q{i}" for i in range(30)], "problem": [f"{i} + 1?" for i in range(30)],
+                             "answer": [str(i + 1) for i in range(30)], "source": "pool", "difficulty": values})
+    spec = DifficultyColumn("difficulty", kind=kind, scale=1 if kind == "rating" else 100)
+    result = build_from_column(problems, spec, BuildConfig(num_buckets=3), problems_path="pool.parquet")
+    save(result, run / "buckets")
+    report = write_report(run)
+    markdown = report.markdown.read_text()
+    assert "Difficulty: column `difficulty` of `pool.parquet`" in markdown
+    assert "n, k and pass-rate intervals are unknown for these buckets" in markdown
+    assert "scores.parquet" not in report.missing  # no scores is not a missing stage here
+    if kind == "rating":
+        assert "the pass rate is unknown too, and no zero-signal filter was applied" in markdown
+        assert "rating range" in markdown and "| 1 | 6 | 3 – 3 (mean 3) |" in markdown
+        assert "rating edges [2.5, 3.5]" in markdown
+        assert bucket_edges(result.manifest) == []  # rating edges are not pass rates: never drawn as such
+    else:
+        assert "pass rate range" in markdown and "percent" in markdown
+        assert bucket_edges(result.manifest) == result.manifest["edges"] != []
+
+
+def test_scored_buckets_report_their_source_and_ranges(full_run):
+    manifest = json.loads((full_run / "buckets" / "manifest.json").read_text())
+    manifest["buckets"] = [{"bucket": 0, "count": 30, "pass_rate_min": 0.75, "pass_rate_max": 0.75,
+                            "pass_rate_mean": 0.75}]
+    manifest["ties"] = {"note": "asked for 4 buckets; pass rates have 3 distinct values in the kept range; made 3 buckets"}
+    (full_run / "buckets" / "manifest.json").write_text(json.dumps(manifest))
+    markdown = write_report(full_run).markdown.read_text()
+    assert "Difficulty: pass rates measured by `curriculum score`" in markdown
+    assert "0.75 – 0.75 (mean 0.75)" in markdown and "Ties: asked for 4 buckets" in markdown

@@ -1,7 +1,8 @@
 """Answer verification: math-verify behind one bounded, process-safe call.
 
 `check(completion, gold)` extracts the final answer from a completion, parses both sides with math-verify and
-compares them **gold first** (`verify(gold, prediction)` is not symmetric). Every comparison runs in a pool
+compares them **gold first** (`verify(gold, prediction)` is not symmetric); what is extracted and how is
+`curriculum.extraction`'s business, this module bounds and caches it. Every comparison runs in a pool
 of worker processes with a per-task deadline: a worker that overruns is killed (SIGKILL), the caller gets a
 "timeout" verdict, and a replacement is forked in milliseconds from a warm "zygote" process that imported
 math-verify once. No `signal.alarm` anywhere (math-verify's own timeouts are switched off), so the bound
@@ -18,7 +19,6 @@ import atexit
 import hashlib
 import os
 import pickle
-import re
 import subprocess
 import sys
 import threading
@@ -30,11 +30,11 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Literal
 
+from curriculum.extraction import EXTRACTORS, extract_answer, judge, parse_extraction
+
 Status = Literal["correct", "wrong", "no_answer", "unparseable_gold", "timeout", "error"]
 STATUSES: tuple[str, ...] = ("correct", "wrong", "no_answer", "unparseable_gold", "timeout", "error")
 
-#: Answer sources, tried in this order by `extraction="auto"`.
-EXTRACTORS: tuple[str, ...] = ("boxed", "answer_tag", "answer_is", "last_number")
 DEFAULT_TIMEOUT_S = 5.0
 CACHE_SIZE = 1 << 16
 STARTUP_TIMEOUT_S = 120.0
@@ -64,139 +64,6 @@ class Verdict:
         return 1.0 if self.correct else 0.0
 
 
-# --------------------------------------------------------------------------------------------------------
-# Answer extraction (runs inside the workers, so even a pathological completion is bounded in time)
-
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
-_ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*:?", re.IGNORECASE)
-_NUMBER = re.compile(r"(?<![0-9.])-?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?(?![0-9])")
-
-
-def parse_extraction(extraction: str) -> tuple[str, ...]:
-    """"auto" or a comma-separated chain of sources ("boxed,last_number") -> the sources in order."""
-    if extraction == "auto":
-        return EXTRACTORS
-    chain = tuple(part.strip() for part in extraction.split(",") if part.strip())
-    unknown = [part for part in chain if part not in EXTRACTORS]
-    if not chain or unknown:
-        raise ValueError(
-            f"unknown answer extraction {extraction!r}; expected 'auto' or a comma-separated chain of "
-            f"{', '.join(EXTRACTORS)}"
-        )
-    return chain
-
-
-def _strip_answer(text: str) -> str | None:
-    text = text.strip().strip("$").strip().rstrip(".").strip()
-    return text or None
-
-
-def _from_boxed(text: str) -> str | None:
-    from curriculum.data.extract import last_boxed
-
-    answer = last_boxed(text)
-    return _strip_answer(answer) if answer is not None else None
-
-
-def _from_answer_tag(text: str) -> str | None:
-    matches = _ANSWER_TAG.findall(text)
-    return _strip_answer(matches[-1]) if matches else None
-
-
-def _from_answer_is(text: str) -> str | None:
-    from curriculum.data.extract import extract_gsm8k
-
-    last = None
-    for last in _ANSWER_IS.finditer(text):  # noqa: B007 - we want the last match
-        pass
-    if last is not None:
-        line = text[last.end() :].lstrip().split("\n", 1)[0]
-        # "The answer is $\frac{1}{2}$." -> the first math span, else the sentence up to its full stop.
-        math = re.match(r"\$+([^$]+)\$+", line)
-        answer = math.group(1) if math else re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
-        return _strip_answer(answer)
-    return extract_gsm8k(text)
-
-
-def _from_last_number(text: str) -> str | None:
-    last = None
-    for last in _NUMBER.finditer(text):  # noqa: B007 - we want the last match
-        pass
-    return last.group(0).replace(",", "") if last is not None else None
-
-
-_EXTRACT = {
-    "boxed": _from_boxed,
-    "answer_tag": _from_answer_tag,
-    "answer_is": _from_answer_is,
-    "last_number": _from_last_number,
-}
-
-
-def extract_answer(completion: str, extraction: str = "auto") -> str | None:
-    """The answer a completion commits to: the first source of the chain that finds one, else None.
-
-    Unbounded in time on adversarial text; `check` runs it inside a worker with a deadline.
-    """
-    for source in parse_extraction(extraction):
-        answer = _EXTRACT[source](completion)
-        if answer:
-            return answer
-    return None
-
-
-# --------------------------------------------------------------------------------------------------------
-# The comparison itself (worker side)
-
-_GOLD_CACHE: OrderedDict[str, list] = OrderedDict()
-
-
-def _as_latex(answer: str) -> str:
-    answer = answer.strip().removesuffix(".").strip()  # MATH golds such as "-\\frac{5}{3}."
-    if len(answer) >= 2 and answer.startswith("$") and answer.endswith("$") and not answer.endswith("\\$"):
-        return answer
-    return f"${answer}$"
-
-
-def _parse(answer: str) -> list:
-    from math_verify import parse
-
-    # parsing_timeout=None: math-verify's own timeout is signal.alarm; the pool's deadline bounds us instead.
-    return parse(_as_latex(answer), parsing_timeout=None)
-
-
-def _parse_gold(gold: str) -> list:
-    if gold in _GOLD_CACHE:
-        _GOLD_CACHE.move_to_end(gold)
-        return _GOLD_CACHE[gold]
-    parsed = _parse(gold) if gold.strip() else []
-    _GOLD_CACHE[gold] = parsed
-    if len(_GOLD_CACHE) > 4096:
-        _GOLD_CACHE.popitem(last=False)
-    return parsed
-
-
-def _judge(completion: str, gold: str, extraction: str) -> tuple[str, str | None, str]:
-    """(status, predicted, detail) for one pair, without any time bound: only call it inside a worker."""
-    from math_verify import verify
-
-    try:
-        gold_parsed = _parse_gold(gold)
-        if not gold_parsed:
-            # Checked before the completion so that a whole GRPO group is skipped consistently.
-            return "unparseable_gold", None, f"math-verify cannot parse gold answer {gold[:80]!r}"
-        predicted = extract_answer(completion, extraction)
-        if predicted is None:
-            return "no_answer", None, ""
-        predicted_parsed = _parse(predicted)
-        if not predicted_parsed:
-            return "wrong", predicted, "prediction does not parse"
-        same = verify(gold_parsed, predicted_parsed, timeout_seconds=None)
-        return ("correct" if same else "wrong"), predicted, ""
-    except Exception as error:  # a verifier bug must cost one sample, not the training run
-        return "error", None, f"{type(error).__name__}: {str(error)[:200]}"
-
-
 #: (prediction, gold) pairs that touch the answer types of MATH, GSM8K and OlympiadBench once.
 _WARM_UP = (
     ("0.5", r"\frac{1}{2}"), ("1<x<2", "(1, 2)"), ("[0,1)", "[0, 1)"), ("3, 5", "5, 3"), ("1,234", "1234"),
@@ -218,7 +85,7 @@ def _serve(task_fd: int, result_fd: int) -> None:
             key, completion, gold, extraction = pickle.loads(inbox.recv_bytes())
         except (EOFError, OSError):
             return
-        outbox.send((key, _judge(completion, gold, extraction)))
+        outbox.send((key, judge(completion, gold, extraction)))
 
 
 def _zygote_main(control_fd: int, caller_pid: int) -> None:
@@ -237,7 +104,7 @@ def _zygote_main(control_fd: int, caller_pid: int) -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     control = socket.socket(fileno=control_fd)
     for prediction, gold in _WARM_UP:  # sympy's lazy imports and first calls, paid once for all workers
-        _judge(rf"\boxed{{{prediction}}}", gold, "auto")
+        judge(rf"\boxed{{{prediction}}}", gold, "auto")
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # killed workers are reaped by the kernel
     zygote_pid = os.getpid()
     control.sendall(b"R")

@@ -110,12 +110,14 @@ def test_unparseable_gold_is_skipped_never_rewarded(gold, completion):
 
 
 @pytest.mark.parametrize(("completion", "extraction", "expected"), [
-    (r"\boxed{3} and then the answer is 4. Finally 5", "auto", "3"),
+    (r"\boxed{3} and then the answer is 4. Finally 5", "auto", "4"),  # the answer stated last wins
+    (r"the answer is 4, so \boxed{3}", "auto", "3"),
     (r"first \boxed{1}, then \boxed{\frac{2}{3}}", "auto", r"\frac{2}{3}"),
     (r"\boxed{3} and then the answer is 4. Finally 5", "answer_is", "4"),
     (r"\boxed{3} and then the answer is 4. Finally 5", "last_number", "5"),
     ("The answer is $\\frac{1}{2}$. Check: 0.5", "auto", r"\frac{1}{2}"),
-    ("so she earns 1,234 dollars", "auto", "1234"),
+    ("so she earns 1,234 dollars", "auto", None),  # no marker, no number standing alone: math-verify's turn
+    ("so she earns\n\n1,234", "auto", "1234"),
     ("<think>2+2</think><answer>4</answer> 9", "auto", "4"),
     ("<think>2+2</think><answer>4</answer> 9", "last_number", "9"),
     ("work work\n#### 72", "auto", "72"),
@@ -273,3 +275,90 @@ def test_a_worker_that_dies_costs_one_error_verdict_not_a_hang():
     assert not thread.is_alive()
     assert outcome["verdict"].status == "error"
     assert check(r"\boxed{2}", "2").correct
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Issue 11: unboxed answers are read by math-verify, never cut down to their last digits
+
+
+@pytest.mark.parametrize(("completion", "gold"), [
+    (r"\frac{10}{9}", "10/9"),
+    (r"-\frac{10}{9}", "-10/9"),
+    (r"$[0,1)$", "[0,1)"),
+    (r"We get $x = \frac{10}{9}$", "10/9"),
+    (r"So the probability is $\dfrac{3}{8}$.", r"\frac{3}{8}"),
+    (r"The roots form the interval $(-2, 5]$", "(-2, 5]"),
+    (r"Therefore $x \geq 5$ is the solution.", "x >= 5"),
+])
+def test_unboxed_latex_answers_are_read_whole(completion, gold):
+    verdict = check(completion, gold)
+    assert verdict.status == "correct", verdict
+
+
+@pytest.mark.parametrize(("completion", "gold"), [
+    ("AZYUK2A", "2"),  # a digit inside a word is not an answer
+    (r"$-[0,1)$", "1"),  # the end of an interval is not an answer
+    (r"$\frac{10}{9}$", "9"),  # nor is a denominator
+    (r"$x^2$", "2"),  # nor an exponent
+    (r"the interval $[3, 18]$", "18"),
+])
+def test_digits_inside_latex_intervals_or_words_stay_wrong(completion, gold):
+    assert not check(completion, gold).correct
+
+
+@pytest.mark.parametrize(("completion", "gold"), [
+    ("1 000", "1000"),  # a thousands space
+    ("1000,99", "1000.99"),  # a decimal comma
+    ("Soucis : 2,74 $ a..", "2.74"),
+    (".4", "0.4"),  # a leading-dot decimal
+    ("7,425,000", "7425000"),
+    (r"\boxed{1 000}", "1000"),
+    ("so she earns 1,234 dollars", "1234"),
+])
+def test_common_number_formats(completion, gold):
+    assert check(completion, gold).correct
+
+
+def test_a_comma_in_a_gold_answer_is_a_list_of_solutions():
+    """Real MATH golds such as `-2,1` and `0,1` are lists; a decimal-comma reading would reward 0.1."""
+    assert check(r"\boxed{0, 1}", "0,1").correct
+    assert check(r"\boxed{1, 0}", "0,1").correct
+    assert not check(r"\boxed{0.1}", "0,1").correct
+
+
+@pytest.mark.parametrize(("completion", "gold", "status"), [
+    (r"so the solutions are $\boxed{-2}$ and $\boxed{1}$.", "1, -2", "correct"),  # boxes of one answer
+    (r"\boxed{1}, \boxed{2}, \boxed{3}", r"\{1,2,3\}", "correct"),
+    (r"First \boxed{7} is wrong; after checking, the result is \boxed{8}.", "8", "correct"),  # prose between
+    (r"First \boxed{7} is wrong; after checking, the result is \boxed{8}.", "7, 8", "wrong"),
+    (r"\boxed{255} so far. Final Answer: The final answer is $10,455$. I hope it is correct.", "10455", "correct"),
+    ("Final Answer: Jane started growing it 3 hours ago. I hope it is correct.", "3", "correct"),
+    ("<answer>\\frac{1}{4}</answer>", "0.25", "correct"),
+])
+def test_explicit_answer_markers_come_first(completion, gold, status):
+    assert check(completion, gold).status == status
+
+
+def test_the_number_fallback_takes_only_a_number_standing_alone():
+    assert extract_answer("step one: 3 + 4 = 7\nstep two: 7 * 2 = 14", "last_number") == "14"
+    assert extract_answer("so the total is 18.", "last_number") == "18"
+    assert extract_answer("so 18 apples", "last_number") is None
+    assert extract_answer("AZYUK2A", "last_number") is None
+    assert extract_answer(r"$\frac{10}{9}$", "last_number") is None
+    assert extract_answer("x = 2x", "last_number") is None
+
+
+def test_strict_boxed_extraction_ignores_everything_but_boxes():
+    assert check("The answer is 5", "5", extraction="boxed").status == "no_answer"
+    assert check(r"$\frac{1}{2}$", "1/2", extraction="boxed").status == "no_answer"
+    assert check(r"so \boxed{\frac{1}{2}}", "1/2", extraction="boxed").correct
+
+
+def test_escape_damage_is_repaired_on_both_sides():
+    damaged_gold = "\x0crac{1}{2}"  # "\frac" read through a JSON escape
+    assert check(r"\boxed{\frac{1}{2}}", damaged_gold).correct
+    assert check(r"\boxed{0.5}", damaged_gold).correct
+    assert check("$\\begin{pmatrix}\x0crac{7}{4}\\\\2\\end{pmatrix}$", r"\begin{pmatrix}\frac{7}{4}\\2\end{pmatrix}").correct
+    assert check("\\boxed{\x08inom{4}{2}}", "6").correct
+    # A tab or newline at verification time is whitespace, not damage: "\text" is not made out of "\t" + "ext".
+    assert not check("$13$", "$\text{13}$").correct

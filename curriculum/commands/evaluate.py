@@ -57,8 +57,9 @@ def print_results(result: dict) -> None:
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Seeds sampling and the bootstrap: the same seed gives the same numbers (hf engine, CPU).")
 @click.option("--extraction", default="auto", show_default=True,
-              help="Answer extraction, as in training (auto: boxed, answer tag, 'answer is', last number); "
-                   "e.g. boxed to credit only a final \\boxed{}.")
+              help="Answer extraction, as in training (auto: the last of answer tag / boxed / 'answer is', then "
+                   "math-verify's own reading of the text, then a number standing alone at the end); e.g. "
+                   "boxed to credit only a final \\boxed{}.")
 @click.option("--buckets", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="A `curriculum build` output: also evaluate its held-out split, per difficulty bucket.")
 @click.option("--buckets-split", default=None, help="Split of a bucketed DatasetDict to evaluate (default: test).")

@@ -72,8 +72,9 @@ def _template(prompt_config: Path | None):
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None,
               help="Problems scored and written together; a kill loses at most one chunk. Default: about a "
                    "tenth of the problems, 8 to 64.")
-@click.option("--extraction", default="auto", help="Answer extraction for the verifier (auto, or a chain such as "
-                                                   "boxed,last_number).")
+@click.option("--extraction", default="auto", help="Answer extraction for the verifier: auto (answer_tag, boxed, "
+                                                   "answer_is, math_verify, last_number), or a chain of those such "
+                                                   "as boxed,answer_is.")
 @click.option("--prompt-config", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="YAML with `system` and/or `instruction` (with a {problem} placeholder).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Scores parquet to write.")

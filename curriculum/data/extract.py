@@ -22,22 +22,38 @@ def last_boxed(text: str) -> str | None:
 
     Linear time: brace pairs are matched in one pass, so text full of unclosed boxes cannot stall it.
     """
+    spans = boxed_spans(text)
+    return spans[-1][2] if spans else None
+
+
+def boxed_spans(text: str) -> list[tuple[int, int, str]]:
+    """Every complete `\\boxed{...}` / `\\fbox{...}` / `\\boxed 5` in order, as (start, end, content).
+
+    Linear time (one pass to match braces); an unclosed box is skipped.
+    """
     matches = list(_BOXED.finditer(text))
     if not matches:
-        return None
+        return []
     closing = _matching_braces(text)
-    for match in reversed(matches):
+    spans = []
+    for match in matches:
         start = match.end()
         if start < len(text) and text[start] == "{":
             end = closing.get(start)
             if end is not None:
-                return text[start + 1 : end].strip()
+                spans.append((match.start(), end + 1, text[start + 1 : end].strip()))
         elif start < len(text):
             # `\boxed 5`: the argument runs to the next whitespace or `$`.
-            token = re.match(r"[^\s$]+", text[start:])
+            token = re.match(r"[^\s${}]+", text[start:])
             if token:
-                return token.group(0)
-    return None
+                spans.append((match.start(), start + token.end(), token.group(0)))
+    # A box nested in another box belongs to the outer one.
+    outer = []
+    for span in spans:
+        if outer and span[0] < outer[-1][1]:
+            continue
+        outer.append(span)
+    return outer
 
 
 def _matching_braces(text: str) -> dict[int, int]:

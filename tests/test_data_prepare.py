@@ -116,3 +116,18 @@ def test_library_prepare_counts_add_up(tmp_path):
     summary = result.summaries[0]
     assert summary.read == summary.kept + summary.invalid + summary.duplicate + summary.contaminated
     assert summary.kept == 500
+
+
+def test_repaired_rows_are_deduplicated_on_their_repaired_text(tmp_path):
+    """A copy whose `\\frac` was damaged to form feed + "rac" is the same problem once repaired: a duplicate."""
+    path = tmp_path / "copies.jsonl"
+    path.write_text('{"problem": "What is $\\\\frac{1}{2}$ of 8?", "answer": "4"}\n'
+                    '{"problem": "What is $\\frac{1}{2}$ of 8?", "answer": "4"}\n')
+    out = tmp_path / "problems.parquet"
+    result = _run("data", "prepare", "--source", str(path), "--out", str(out), "--decontaminate", "none")
+    assert result.exit_code == 0, result.output
+    assert pd.read_parquet(out)["problem"].tolist() == ["What is $\\frac{1}{2}$ of 8?"]
+    rejects = [json.loads(line) for line in (tmp_path / "problems.rejects.jsonl").open()]
+    assert [(r["line"], r["reason"]) for r in rejects] == [(2, f"duplicate of {path}:1")]
+    notes = [json.loads(line) for line in (tmp_path / "problems.repairs.jsonl").open()]
+    assert [(n["kind"], n["line"], n["field"], n["commands"]) for n in notes] == [("repaired", 2, "problem", ["frac"])]

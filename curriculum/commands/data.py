@@ -19,7 +19,8 @@ def data() -> None:
               help="A datasets_cfg/*.yaml, a source name (gsm8k), a hub id (openai/gsm8k), or a "
                    ".jsonl/.json/.parquet file with `problem` and `answer` fields. Repeatable.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Output problems parquet; rejects go beside it as <name>.rejects.jsonl.")
+              help="Output problems parquet; rejects go beside it as <name>.rejects.jsonl, notes on rows whose "
+                   "LaTeX escape damage was repaired (\\x0crac -> \\frac) as <name>.repairs.jsonl.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Local data directory (default: $CURRICULUM_DATA_DIR; without one, sources load from the hub).")
 @click.option("--decontaminate", default="aime24,amc23,math500,gsm8k,minerva,olympiadbench", show_default=True,
@@ -57,6 +58,11 @@ def prepare(sources, out, data_dir, decontaminate, ngram, overlap, limit, synth_
     for name, why in result.skipped_eval_sets.items():
         click.echo(f"warning: could not load evaluation set {name} for decontamination: {why}", err=True)
     click.echo(f"wrote {result.kept} problems to {result.out}")
+    if result.repaired:
+        commands = ", ".join(f"{name} {count}" for name, count in result.repaired_commands.most_common(8))
+        more = ", ..." if len(result.repaired_commands) > 8 else ""
+        click.echo(f"repaired LaTeX escape damage in {result.repaired} rows ({result.repaired_fields} fields; "
+                   f"{commands}{more}); see {result.repairs_path}")
     invalid = sum(s.invalid for s in result.summaries)
     if result.rejected:
         reasons = ", ".join(f"{kind}: {count}" for kind, count in result.reject_reasons.most_common())
@@ -91,6 +97,7 @@ def synth(count, seed, digits, operands, operations, word_fraction, exclude, out
     import pandas as pd
 
     from curriculum.data import SourceError, generate_synthetic
+    from curriculum.data.escapes import repair_escapes
     from curriculum.data.readers import RawRow, read_file
     from curriculum.data.synthetic import Knobs
 
@@ -109,7 +116,7 @@ def synth(count, seed, digits, operands, operations, word_fraction, exclude, out
     excluded = set()
     for path in exclude:
         with fail_on(SourceError):
-            texts = [str(row.data["problem"]) for row in read_file(path)
+            texts = [repair_escapes(str(row.data["problem"]))[0] for row in read_file(path)
                      if isinstance(row, RawRow) and "problem" in row.data]
         if not texts:
             raise click.UsageError(f"--exclude {path}: no rows with a `problem` field")

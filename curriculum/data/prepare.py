@@ -1,4 +1,9 @@
-"""`data prepare`: sources -> one validated, deduplicated, decontaminated problems parquet + rejects file."""
+"""`data prepare`: sources -> one validated, deduplicated, decontaminated problems parquet + rejects file.
+
+Beside `<name>.parquet` go `<name>.rejects.jsonl` (one line per row not kept: file, line, field, reason) and
+`<name>.repairs.jsonl` (one line per field whose LaTeX escape damage was repaired on read, `kind: "repaired"`:
+file, line, field, commands). A repaired row is read like any other; it may still be a duplicate.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +41,8 @@ class SourceSummary:
     duplicate: int = 0
     contaminated: int = 0
     kept: int = 0
+    repaired: int = 0  # rows read with LaTeX escape damage repaired (any fate: kept, duplicate, ...)
+    repaired_fields: int = 0
 
 
 @dataclass
@@ -46,6 +53,8 @@ class PrepareResult:
     reject_reasons: Counter
     decontaminated_against: list[str]
     skipped_eval_sets: dict[str, str]
+    repairs_path: Path | None = None
+    repaired_commands: Counter = field(default_factory=Counter)  # LaTeX command -> times repaired
 
     @property
     def kept(self) -> int:
@@ -55,9 +64,21 @@ class PrepareResult:
     def rejected(self) -> int:
         return sum(s.invalid + s.duplicate + s.contaminated for s in self.summaries)
 
+    @property
+    def repaired(self) -> int:
+        return sum(s.repaired for s in self.summaries)
+
+    @property
+    def repaired_fields(self) -> int:
+        return sum(s.repaired_fields for s in self.summaries)
+
 
 def rejects_path_for(out: Path) -> Path:
     return out.with_name(out.name.removesuffix(".parquet") + ".rejects.jsonl")
+
+
+def repairs_path_for(out: Path) -> Path:
+    return out.with_name(out.name.removesuffix(".parquet") + ".repairs.jsonl")
 
 
 def build_contamination_index(names, data_dir, exclude: set[str], options: PrepareOptions):
@@ -89,7 +110,7 @@ def prepare(sources: list[str], out: str | Path, *, data_dir=None, options: Prep
     index, used, skipped = build_contamination_index(
         options.decontaminate, data_dir, {config.name for config in configs}, options)
     dedup = Deduplicator()
-    rows, rejects, summaries = [], [], []
+    rows, rejects, repairs, summaries = [], [], [], []
     for config in configs:
         summary = SourceSummary(config.name)
         summaries.append(summary)
@@ -104,6 +125,10 @@ def prepare(sources: list[str], out: str | Path, *, data_dir=None, options: Prep
                 summary.invalid += 1
                 rejects.append(item.to_dict() | {"source": config.name})
                 continue
+            if item.repairs:
+                summary.repaired += 1
+                summary.repaired_fields += len(item.repairs)
+                repairs.extend(_repair_notes(item, config.name))
             where = f"{item.file or config.name}:{item.line or summary.read}"
             first = dedup.check(item.problem, where)
             if first is not None:
@@ -122,8 +147,18 @@ def prepare(sources: list[str], out: str | Path, *, data_dir=None, options: Prep
     _atomic_parquet(frame, out)
     rejects_path = rejects_path_for(out)
     _atomic_text(rejects_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects))
+    repairs_path = repairs_path_for(out)
+    _atomic_text(repairs_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in repairs))
     reasons = Counter(_reason_kind(r["reason"]) for r in rejects)
-    return PrepareResult(out, rejects_path, summaries, reasons, used, skipped)
+    commands = Counter(name for note in repairs for name in note["commands"])
+    return PrepareResult(out, rejects_path, summaries, reasons, used, skipped, repairs_path, commands)
+
+
+def _repair_notes(problem: Problem, source: str) -> list[dict]:
+    """One note per repaired field: which LaTeX commands were restored, and where."""
+    return [{"kind": "repaired", "file": problem.file or source, "line": problem.line, "field": field_name,
+             "commands": commands, "source": source, "id": problem.id}
+            for field_name, commands in problem.repairs.items()]
 
 
 def _reject(problem: Problem, source: str, where: str, reason: str, field_name: str) -> dict:

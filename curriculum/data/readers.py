@@ -1,7 +1,9 @@
-"""Read raw rows from JSONL, JSON, parquet files or a hub dataset, keeping line numbers for errors.
+r"""Read raw rows from JSONL, JSON, parquet files or a hub dataset, keeping line numbers for errors.
 
 A row that cannot even be read (malformed JSON, binary bytes, not an object) becomes a Reject here; the
-readers never raise for one bad row, so one broken line never costs the good ones.
+readers never raise for one bad row, so one broken line never costs the good ones. Values are handed on as
+read: LaTeX escape damage in the text ("\x0crac" for "\frac") is repaired by validate.to_problem, which every
+problem read goes through (see escapes.py).
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ class Problem:
     extra: dict = field(default_factory=dict)
     file: str | None = field(default=None, compare=False)  # where it was read from, for error messages
     line: int | None = field(default=None, compare=False)
+    repairs: dict = field(default_factory=dict, compare=False)  # raw field -> LaTeX commands repaired on read
 
     @property
     def id(self) -> str:

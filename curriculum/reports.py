@@ -262,7 +262,8 @@ def bucket_keys(metrics: list[dict], pattern: str) -> list[tuple[int, str]]:
 # plots (each returns the PNG path, or None when its data is absent)
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, with the house style (grid, no top/right spines)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -273,13 +274,17 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, write and close a figure; return its path."""
     fig.tight_layout()
     fig.savefig(path)
     import matplotlib.pyplot as plt
 
     plt.close(fig)
     return path
+
+
+_pyplot, _save = pyplot, save_figure  # old private names, kept for callers
 
 
 def bucket_edges(manifest: dict | None) -> list[float]:
@@ -433,7 +438,8 @@ def plot_mixture(metrics: list[dict], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _smooth(values: list[float], window: int) -> list[float]:
+def smooth(values: list[float], window: int) -> list[float]:
+    """Trailing moving average over `window` values (shorter at the start)."""
     out, total = [], 0.0
     for i, value in enumerate(values):
         total += value
@@ -441,6 +447,9 @@ def _smooth(values: list[float], window: int) -> list[float]:
             total -= values[i - window]
         out.append(total / min(i + 1, window))
     return out
+
+
+_smooth = smooth  # old private name, kept for callers
 
 
 def _line(ax, steps, values, label, color=None, smooth=True):

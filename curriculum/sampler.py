@@ -14,15 +14,30 @@ estimate and q_i = max(I_i^sharpness, min_preference), I_i being the posterior c
 completions disagrees (a non-zero advantage): problems the model now always or never solves fade out,
 and with `skip_solved` those shown solved are not drawn at all.
 
+When is a chunk drawn? When the dataloader first reads one of its indices. accelerate's dataloader reads
+one batch ahead, and the Trainer reads all micro-batches of an optimizer step at once, so the chunk that
+trains at optimizer step k+1 is usually drawn at the start of step k, before step k's groups are observed.
+The schedule's progress is therefore a function of the chunk's number, t = c / total_chunks, never of the
+moment it is drawn; the online estimates a chunk is drawn with are those of the chunks consumed before
+(see `CurriculumGRPOTrainer` for how stale that is in the trainer).
+
+    drawn:     c0 c1 . c2 . c3 . ...        (read-ahead: c_{k+1} is drawn while c_k is read)
+    consumed:     c0   c1   c2   ...        (`consume`: the trainer generates for the chunk, observes it)
+    pending:      [c1] [c2] [c3]             <- drawn, not consumed: part of a checkpoint's state
+
 A pass over the sampler holds as many chunks as RepeatSampler would (one "epoch" to the trainer). The
-chunks drawn in the current pass are part of the state, so after `load_state_dict` the trainer's own
-skipping of already-seen batches on resume replays them exactly, and the draws that follow continue from
-the saved random state: a resumed run sees the same prompts as an uninterrupted one.
+chunks drawn in the current pass (pending ones included) and the count of consumed chunks are part of the
+state, so after `load_state_dict` the trainer's own skipping of already-seen batches on resume replays the
+pass exactly (a pass whose every chunk was consumed is over: the next one starts fresh), the pending chunk
+is replayed as drawn, and the draws that follow continue from the saved random state: a resumed run sees
+the same prompts as an uninterrupted one.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -30,7 +45,22 @@ import numpy as np
 from curriculum.difficulty import OnlineDifficulty
 from curriculum.schedules import Schedule, get_schedule
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+
+
+@dataclass(frozen=True)
+class DrawnChunk:
+    """One chunk as it was drawn: its number in the run, its problems and what the schedule saw then.
+
+    `buckets` holds each problem's bucket at draw time (online difficulty re-buckets problems later, so
+    per-bucket metrics read this, not `current_buckets()`); `weights` is the bucket mixture it was drawn from.
+    """
+
+    number: int
+    problems: list[int]
+    buckets: list[int]
+    progress: float
+    weights: list[float]
 
 
 class CurriculumSampler:
@@ -45,8 +75,9 @@ class CurriculumSampler:
         schedule: a `Schedule` or a registered name (see `curriculum.schedules`).
         schedule_options: options for a schedule given by name.
         seed: seed of the sampler's own random generator (the same on every process).
-        progress: returns training progress in [0, 1] when a chunk is drawn; by default the share of
-            `total_chunks` drawn so far (0 if not given).
+        total_chunks: chunks the whole run will consume; chunk c is drawn at progress t = c / total_chunks
+            (0 if not given), whenever the dataloader happens to read it.
+        progress: instead of that, a callable read when a chunk is drawn (simulations without read-ahead).
         difficulty: online per-problem posteriors; None samples from the scored buckets as they are.
         skip_solved: with online difficulty, stop drawing problems that training shows solved.
         solved_threshold: "solved": the posterior chance that a whole group passes is at least this. With
@@ -100,7 +131,10 @@ class CurriculumSampler:
         self._rng = np.random.default_rng(seed)
         self._pass: list[list[int]] = []  # chunks drawn in the current pass
         self._replay = False  # set by load_state_dict: the next pass first replays self._pass
+        self._pending: deque[DrawnChunk] = deque()  # drawn, not yet consumed (the dataloader's read-ahead)
         self.chunks_drawn = 0
+        self.chunks_consumed = 0
+        self._unseen = 0  # see skip_unseen
 
     @classmethod
     def from_dataset(cls, dataset, *, online_difficulty: bool = True, prior_strength: float = 16.0,
@@ -136,6 +170,7 @@ class CurriculumSampler:
     # What the schedule sees.
 
     def progress(self) -> float:
+        """Progress t of the next chunk to draw: its number / total_chunks, clipped to [0, 1]."""
         if self._progress is not None:
             return float(min(1.0, max(0.0, self._progress())))
         return min(1.0, self.chunks_drawn / self.total_chunks) if self.total_chunks else 0.0
@@ -193,8 +228,41 @@ class CurriculumSampler:
 
     # Learning from training.
 
+    def consume(self, problems: Sequence[int]) -> DrawnChunk:
+        """The trainer starts using the oldest pending chunk (it generates for it): mark it consumed, return it.
+
+        `problems` are the chunk's problems as the trainer got them, in order; a different chunk means the
+        trainer and the sampler disagree on where the run is (e.g. a resume inside a generation), an error.
+        """
+        problems = [int(i) for i in problems]
+        if not self._pending or self._pending[0].problems != problems:
+            expected = self._pending[0].problems if self._pending else "no pending chunk"
+            raise RuntimeError(f"the trainer used the chunk {problems} but the sampler's next chunk is "
+                               f"{expected} (chunk {self.chunks_consumed}): the curriculum is out of step")
+        self.chunks_consumed += 1
+        return self._pending.popleft()
+
+    def skip_unseen(self, count: int) -> None:
+        """The next `count` chunks drawn are skipped by the trainer without being used (a resume without this
+        sampler's state): they count as consumed as soon as they are drawn."""
+        self._unseen = int(count)
+
+    def start_new_pass(self) -> None:
+        """Forget the replay and the pending chunks of a loaded state: the trainer restarts its epoch from the
+        first batch without skipping (TrainingArguments.ignore_data_skip)."""
+        self._replay = False
+        self._pending.clear()
+        self.chunks_consumed = self.chunks_drawn
+
     def observe(self, indices: Sequence[int], successes: Sequence[float], trials: Sequence[float]) -> None:
-        """One entry per GRPO group: problem index, passes and group size (the same on every rank)."""
+        """One entry per GRPO group: problem index, passes and group size (the same on every rank).
+
+        Groups with 0 trials (nothing verifiable, e.g. an unparseable gold answer) are left out.
+        """
+        if not len(indices) == len(successes) == len(trials):
+            raise ValueError("indices, successes and trials must have the same length")
+        keep = [j for j, n in enumerate(trials) if n > 0]
+        indices, successes, trials = ([x[j] for j in keep] for x in (indices, successes, trials))
         if len(indices) == 0:
             return
         if self.difficulty is not None:
@@ -205,7 +273,8 @@ class CurriculumSampler:
 
     def _draw_chunk(self) -> list[int]:
         """`batch_size` distinct problems, weighted sampling without replacement (Gumbel top-k)."""
-        probabilities = self.probabilities()
+        t = self.progress()
+        probabilities = self.probabilities(t)
         with np.errstate(divide="ignore"):
             keys = np.log(probabilities) + self._rng.gumbel(size=len(probabilities))
         available = int((probabilities > 0).sum())
@@ -216,6 +285,14 @@ class CurriculumSampler:
         if take < self.batch_size:  # fewer eligible problems than a chunk needs: repeat some
             extra = self._rng.choice(len(probabilities), self.batch_size - take, p=probabilities)
             chunk += [int(i) for i in extra]
+        if self._unseen:
+            self._unseen -= 1
+            self.chunks_consumed += 1
+        else:
+            buckets = self.current_buckets()
+            weights = np.bincount(buckets, weights=probabilities, minlength=self.num_buckets)
+            self._pending.append(DrawnChunk(self.chunks_drawn, chunk, buckets[chunk].tolist(), t,
+                                            [float(w) for w in weights]))
         self.chunks_drawn += 1
         return chunk
 
@@ -231,13 +308,17 @@ class CurriculumSampler:
             "rng": self._rng.bit_generator.state,
             "pass": self._pass,
             "chunks_drawn": self.chunks_drawn,
+            "chunks_consumed": self.chunks_consumed,
+            "pending": [asdict(chunk) for chunk in self._pending],
             "schedule": {"name": self.schedule.name, **self.schedule.state_dict()},
             "difficulty": self.difficulty.state_dict() if self.difficulty is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:
-            raise ValueError(f"unsupported curriculum sampler state version {state.get('version')}")
+            raise ValueError(f"unsupported curriculum sampler state version {state.get('version')} (this version "
+                             f"reads {STATE_VERSION}; version 1 did not record which chunks were consumed, so its "
+                             "resume was not exact): resume with the version that wrote it, or start over")
         if state["num_problems"] != len(self.buckets):
             raise ValueError(f"sampler state is for {state['num_problems']} problems, "
                              f"this dataset has {len(self.buckets)}")
@@ -249,10 +330,19 @@ class CurriculumSampler:
                              f"now {self.schedule.name!r}")
         if (state["difficulty"] is None) != (self.difficulty is None):
             raise ValueError("sampler state and sampler disagree on online difficulty")
+        pending = [DrawnChunk(**chunk) for chunk in state["pending"]]
+        drawn, consumed = int(state["chunks_drawn"]), int(state["chunks_consumed"])
+        if drawn - consumed != len(pending):
+            raise ValueError(f"inconsistent sampler state: {drawn} chunks drawn, {consumed} consumed, "
+                             f"{len(pending)} pending")
         self._rng.bit_generator.state = state["rng"]
         self._pass = [list(map(int, chunk)) for chunk in state["pass"]]
-        self._replay = 0 < len(self._pass) < self.chunks_per_pass
-        self.chunks_drawn = int(state["chunks_drawn"])
+        self._pending = deque(pending)
+        self.chunks_drawn, self.chunks_consumed = drawn, consumed
+        # The pass continues (the trainer resumes inside its epoch and skips the consumed chunks, so the
+        # iterator replays them) unless every chunk of it was consumed: then the trainer starts a new epoch.
+        consumed_in_pass = consumed - (drawn - len(self._pass))
+        self._replay = len(self._pass) > 0 and consumed_in_pass < self.chunks_per_pass
         self.schedule.load_state_dict(state["schedule"])
         if self.difficulty is not None:
             self.difficulty.load_state_dict(state["difficulty"])

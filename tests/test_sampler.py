@@ -66,24 +66,32 @@ def test_different_seeds_differ():
     assert list(sampler("uniform", seed=1)) != list(sampler("uniform", seed=2))
 
 
-def drive(s, *, chunks: int, outcome_seed: int, start: int = 0, skip: int = 0):
-    """Consume `chunks` generation batches the way the trainer does: take a chunk, observe its groups.
+def drive(s, *, chunks: int, outcome_seed: int, start: int = 0, skip: int = 0, read_ahead: bool = False):
+    """Consume `chunks` generation batches the way the trainer does: take a chunk, consume it, observe its groups.
 
-    `skip` leading chunks are consumed without observing (the trainer's fast-forward on resume);
-    outcomes depend only on (chunk number, problem), so two runs over the same draws see the same rewards.
+    `skip` leading chunks are read without using them (the trainer's fast-forward on resume); with `read_ahead`
+    the next chunk's first index is read before a chunk is observed (accelerate's dataloader; within a pass).
+    Outcomes depend only on (chunk number, problem), so two runs over the same draws see the same rewards.
     """
     size = s.batch_size * s.mini_repeat_count * s.repeat_count
-    iterator, drawn, number = iter(s), [], start
+    iterator, drawn, number, ahead = iter(s), [], start, []
     while len(drawn) < chunks:
+        chunk, ahead = ahead, []
         try:
-            chunk = [next(iterator) for _ in range(size)]
-        except StopIteration:  # a pass is over: the trainer starts the next epoch
+            chunk += [next(iterator) for _ in range(size - len(chunk))]
+        except StopIteration:  # a pass is over: the trainer starts the next epoch (a generator starts lazily)
             iterator = iter(s)
             continue
+        if read_ahead and not skip:
+            try:
+                ahead = [next(iterator)]
+            except StopIteration:
+                iterator = iter(s)
         if skip:
             skip -= 1
             continue
         problems = chunk[: s.batch_size * s.mini_repeat_count : s.mini_repeat_count]
+        assert s.consume(problems).problems == problems
         outcomes = [int(np.random.default_rng([outcome_seed, number, p]).integers(0, s.mini_repeat_count + 1))
                     for p in problems]
         s.observe(problems, outcomes, [s.mini_repeat_count] * len(problems))
@@ -109,6 +117,38 @@ def test_state_round_trip_continues_the_identical_sequence(name, online, seed, s
     after = drive(resumed, chunks=total - stop, outcome_seed=outcome_seed, start=stop,
                   skip=stop % resumed.chunks_per_pass)
     assert before + after == uninterrupted
+
+
+@pytest.mark.parametrize("online", [False, True])
+def test_read_ahead_resume_at_every_chunk_of_a_pass(online):
+    """The dataloader reads the next chunk before the current one is observed: a checkpoint holds one pending
+    chunk more than was used. Resuming at any position, the last of a pass included, continues identically."""
+    total = 25  # 10 chunks per pass
+    uninterrupted = drive(sampler("linear", online=online, total_chunks=total), chunks=total, outcome_seed=3,
+                          read_ahead=True)
+    for stop in range(1, total):
+        original = sampler("linear", online=online, total_chunks=total)
+        before = drive(original, chunks=stop, outcome_seed=3, read_ahead=True)
+        state = json.loads(json.dumps(original.state_dict()))
+        resumed = sampler("linear", online=online, total_chunks=total)
+        resumed.load_state_dict(state)
+        after = drive(resumed, chunks=total - stop, outcome_seed=3, start=stop,
+                      skip=stop % resumed.chunks_per_pass, read_ahead=True)
+        assert before + after == uninterrupted, f"resumed after chunk {stop}"
+
+
+def test_progress_is_the_chunk_number_not_the_moment_of_the_draw():
+    s = sampler("linear", total_chunks=8)
+    iterator = iter(s)
+    size = s.batch_size * s.mini_repeat_count
+    for _ in range(3 * size + 1):  # three chunks and the first index of a fourth: four draws
+        next(iterator)
+    chunks = [s.consume(s._pending[0].problems) for _ in range(4)]
+    assert [c.number for c in chunks] == [0, 1, 2, 3]
+    assert [c.progress for c in chunks] == [0.0, 0.125, 0.25, 0.375]
+    assert all(set(c.buckets) <= {0, 1} and sum(c.weights) == pytest.approx(1.0) for c in chunks)
+    with pytest.raises(RuntimeError, match="out of step"):
+        s.consume([0, 1, 2, 3])  # nothing pending: the trainer would be ahead of the sampler
 
 
 def test_uniform_matches_size_proportional_sampling():

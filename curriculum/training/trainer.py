@@ -1,18 +1,33 @@
 """TRL's GRPOTrainer fed by the curriculum sampler, learning each problem's difficulty as it trains.
 
-Three small overrides and nothing else:
-- `_get_train_sampler` returns the `CurriculumSampler` (TRL's repeat structure, drawn by the schedule at
-  the current optimizer step / max_steps);
-- `_calculate_rewards` passes each GRPO group's outcome to the sampler's online difficulty (gathered over
-  processes, so every rank draws the same next batch) and logs `curriculum/*` into TRL's metrics;
+Small overrides and nothing else:
+- `_get_train_sampler` returns the `CurriculumSampler` (TRL's repeat structure; chunk c of the run is drawn
+  at schedule progress c / total chunks of the run, whenever the dataloader reads it);
+- `_calculate_rewards` hands each generation's chunk back to the sampler (`consume`), with every GRPO
+  group's verdict-based passes for the online difficulty (gathered over processes, so every rank draws the
+  same next chunk), and logs `curriculum/*` into TRL's metrics;
 - `_save_checkpoint` / `_load_optimizer_and_scheduler` write and read `curriculum_state.json` in every
   checkpoint folder, so `train(resume_from_checkpoint=...)` draws the batches an uninterrupted run would.
+
+How stale are the estimates a chunk is drawn with? accelerate's dataloader reads one batch ahead and the
+Trainer reads an optimizer step's micro-batches at once, so a chunk is drawn one read ahead of its use:
+
+    steps_per_generation = gradient_accumulation_steps (TRL's default; one chunk per optimizer step):
+    step k-1 starts ─► reads chunk k-1, and chunk k (read-ahead) ─► observes chunk k-1 ─► step k ...
+    => the chunk that trains at step k is drawn with the estimates as of the end of step k-2: one
+       optimizer step (one chunk) older than the freshest possible.
+
+With a generation that spans several optimizer steps (steps_per_generation > gradient_accumulation_steps)
+the next chunk is read at the start of the generation's last optimizer step, after its groups were observed.
+A checkpoint is only valid on a generation boundary (TRL does not save its buffered completions): the
+trainer refuses a `save_steps` that would write one inside a generation, and refuses to resume from one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 
 import numpy as np
@@ -24,11 +39,17 @@ from curriculum.sampler import CurriculumSampler
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "curriculum_state.json"
-ACCURACY_REWARD = "accuracy"
+UNPARSEABLE_GOLD = "unparseable_gold"
 
 
 class CurriculumGRPOTrainer(GRPOTrainer):
-    """`GRPOTrainer` over a buckets dataset (columns `id`, `prompt`, `bucket`, `pass_rate`, ...).
+    """`GRPOTrainer` over a buckets dataset (columns `id`, `prompt`, `bucket`, `pass_rate`, `answer`, ...).
+
+    A completion passes when the verifier says it is correct (`curriculum.verify.check_batch`, with the
+    extraction rule, gold column and timeout of the configured `accuracy` or `cosine` reward, else "auto" on
+    `answer`), whatever the reward spec: a well-formatted wrong answer is a failure even under
+    `format:1,cosine:1`. Completions whose gold answer does not parse are not observed. The verdicts come
+    from the verifier's cache when a reward already checked them.
 
     Args:
         schedule: name of a schedule in `curriculum.schedules` (uniform, linear, root-p, step, cosine,
@@ -52,23 +73,82 @@ class CurriculumGRPOTrainer(GRPOTrainer):
         self._index_of = {ident: index for index, ident in enumerate(ids)}
         if len(self._index_of) != len(ids):
             raise ValueError("the training dataset's `id` column has duplicates")
+        # micro-batches (per process) one generation serves: TRL generates once per chunk
+        self._chunk_micro_batches = self.num_iterations * self.args.steps_per_generation
         self.curriculum_sampler = CurriculumSampler.from_dataset(
             dataset,
             online_difficulty=online_difficulty,
             mini_repeat_count=self.num_generations,
             batch_size=self.args.generation_batch_size // self.num_generations,
-            repeat_count=self.num_iterations * self.args.steps_per_generation,
+            repeat_count=self._chunk_micro_batches,
             schedule=schedule,
             schedule_options=schedule_options,
             seed=self.args.seed,
-            progress=self._progress,
             skip_solved=skip_solved,
         )
+        max_steps = self._planned_max_steps()
+        self.curriculum_sampler.total_chunks = math.ceil(self._micro_batches_after(max_steps) / self._chunk_micro_batches)
+        self._check_save_steps(max_steps)
+        self._verify = self._verifier_settings()
+        self._observes = online_difficulty or self.curriculum_sampler.schedule.name == "adaptive"
+        if self._observes and self._verify["answer_key"] not in dataset.column_names:
+            raise ValueError(f"online difficulty and the adaptive schedule verify completions against the gold "
+                             f"answer column {self._verify['answer_key']!r}, which the training dataset lacks")
 
-    def _progress(self) -> float:
-        """Optimizer step / max_steps, read when a chunk is drawn."""
-        max_steps = self.state.max_steps if self.state is not None else 0
-        return self.state.global_step / max_steps if max_steps else 0.0
+    # The step plan: how the Trainer walks the dataloader (`Trainer.set_initial_training_values`).
+
+    def _micro_batches_per_epoch(self) -> int:
+        """Dataloader batches per process in one pass: every chunk serves one generation's micro-batches."""
+        return self.curriculum_sampler.chunks_per_pass * self._chunk_micro_batches
+
+    def _steps_per_epoch(self) -> int:
+        return math.ceil(self._micro_batches_per_epoch() / self.args.gradient_accumulation_steps)
+
+    def _planned_max_steps(self) -> int:
+        if self.args.max_steps > 0:
+            return int(self.args.max_steps)
+        return math.ceil(self.args.num_train_epochs * self._steps_per_epoch())
+
+    def _micro_batches_after(self, steps: int) -> int:
+        """Micro-batches the Trainer has consumed after `steps` optimizer steps (an epoch may end on a short step)."""
+        per_epoch = self._steps_per_epoch()
+        return (steps // per_epoch) * self._micro_batches_per_epoch() + (steps % per_epoch) * \
+            self.args.gradient_accumulation_steps
+
+    def _inside_generation(self, steps: int) -> bool:
+        return self._micro_batches_after(steps) % self._chunk_micro_batches != 0
+
+    def _check_save_steps(self, max_steps: int) -> None:
+        """Refuse checkpoints inside a generation: TRL does not save the buffered completions, so a run resumed
+        there would generate the rest of the generation anew and the sampler would count its groups twice."""
+        args = self.args
+        if args.save_strategy != "steps" or not args.save_steps:
+            return
+        every = math.ceil(max_steps * args.save_steps) if args.save_steps < 1 else int(args.save_steps)
+        bad = [step for step in range(every, max_steps, every) if self._inside_generation(step)]
+        if bad:
+            safe = next(unit for unit in range(1, max_steps + 1)
+                        if not any(self._inside_generation(s) for s in range(unit, max_steps, unit)))
+            raise ValueError(
+                f"save_steps={args.save_steps} would write checkpoint-{bad[0]} inside a generation: one generation "
+                f"serves steps_per_generation x num_iterations = {self._chunk_micro_batches} micro-batches and an "
+                f"optimizer step takes gradient_accumulation_steps = {args.gradient_accumulation_steps}; TRL does not "
+                f"checkpoint its buffered completions, so a run resumed there would not continue this one. Use a "
+                f"save_steps that is a multiple of {safe} (e.g. {safe}, {2 * safe}, {4 * safe}).")
+        if self._inside_generation(max_steps):
+            logger.warning("max_steps=%d ends inside a generation: training stops before using all of its "
+                           "completions, and the final checkpoint cannot be resumed", max_steps)
+
+    def _verifier_settings(self) -> dict:
+        """The verification the correctness rewards use (the first `accuracy`/`cosine`), else the defaults."""
+        from curriculum.verify import DEFAULT_TIMEOUT_S
+
+        for func in self.reward_funcs:
+            if hasattr(func, "extraction") and hasattr(func, "answer_key"):
+                return {"extraction": func.extraction, "answer_key": func.answer_key,
+                        "timeout_s": getattr(func, "timeout_s", DEFAULT_TIMEOUT_S),
+                        "workers": getattr(func, "workers", None)}
+        return {"extraction": "auto", "answer_key": "answer", "timeout_s": DEFAULT_TIMEOUT_S, "workers": None}
 
     def _get_train_sampler(self, dataset=None):
         # `dataset` may be a column-pruned copy of train_dataset (remove_unused_columns): same rows, same sampler
@@ -79,41 +159,56 @@ class CurriculumGRPOTrainer(GRPOTrainer):
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         if self.model.training:
-            self._observe_groups(inputs, rewards_per_func)
+            self._observe_chunk(inputs, completions, rewards_per_func)
         return rewards_per_func
 
-    def _observe_groups(self, inputs, rewards_per_func: torch.Tensor) -> None:
-        """Feed each group's passes to the sampler and log the curriculum metrics (all ranks alike)."""
+    def _outcomes(self, inputs, completions) -> list[tuple[bool, bool]]:
+        """(passed, verified) per local completion, from the verifier's verdict; (False, False) if unused."""
+        if not self._observes:
+            return [(False, False)] * len(inputs)
+        from curriculum.rewards import completion_text
+        from curriculum.verify import check_batch
+
+        extraction = self._verify["extraction"]
+        if isinstance(extraction, str):
+            rules: str | list[str] = extraction
+        else:  # per source, as the rewards read it: {"gsm8k": "last_number", "default": "auto"}
+            rules = [extraction.get(example.get("source"), extraction.get("default", "auto")) for example in inputs]
+        golds = [example.get(self._verify["answer_key"]) for example in inputs]
+        verdicts = check_batch([completion_text(c) for c in completions], golds, extraction=rules,
+                               timeout_s=self._verify["timeout_s"], workers=self._verify["workers"])
+        return [(verdict.correct, verdict.status != UNPARSEABLE_GOLD) for verdict in verdicts]
+
+    def _observe_chunk(self, inputs, completions, rewards_per_func: torch.Tensor) -> None:
+        """Mark the generation's chunk consumed, feed its groups' passes to the sampler, log `curriculum/*`."""
         from accelerate.utils import gather_object
 
         sampler = self.curriculum_sampler
         group = self.num_generations
-        buckets_now = sampler.current_buckets()  # the buckets these problems were drawn from
-        ids = gather_object([example["id"] for example in inputs])  # rewards_per_func is gathered already
+        local = [(example["id"], passed, verified)
+                 for example, (passed, verified) in zip(inputs, self._outcomes(inputs, completions), strict=True)]
+        rows = gather_object(local)  # the whole chunk, in the sampler's order (rewards_per_func is gathered too)
+        problems = [self._index_of[ident] for ident, _, _ in rows[::group]]
+        chunk = sampler.consume(problems)
+        passed = np.array([p and v for _, p, v in rows], dtype=bool).reshape(-1, group)
+        verified = np.array([v for _, _, v in rows], dtype=bool).reshape(-1, group)
+        if self._observes:
+            sampler.observe(problems, passed.sum(axis=1).tolist(), verified.sum(axis=1).tolist())
+
         rewards = rewards_per_func.detach().float().cpu().numpy()  # tiny: numpy is faster than torch here
         weights = self.reward_weights.detach().float().cpu().numpy()
         total = np.nansum(rewards * weights[None, :], axis=1).reshape(-1, group)
-        if ACCURACY_REWARD in self.reward_func_names:
-            outcome = rewards[:, self.reward_func_names.index(ACCURACY_REWARD)].reshape(-1, group)
-            passed, scored = outcome > 0, ~np.isnan(outcome)
-        else:
-            passed, scored = total > 0, ~np.isnan(rewards).all(axis=1).reshape(-1, group)
-        problems = np.array([self._index_of[ids[g * group]] for g in range(total.shape[0])])
-        drawn = buckets_now[problems]
-        useful = scored.any(axis=1)
-        sampler.observe(problems[useful].tolist(), (passed & scored).sum(axis=1)[useful].tolist(),
-                        scored.sum(axis=1)[useful].tolist())
-
         metrics = self._metrics["train"]
-        info = sampler.describe()
-        metrics["curriculum/progress"].append(info["progress"])
-        for k, weight in enumerate(info["weights"]):
+        metrics["curriculum/progress"].append(chunk.progress)
+        for k, weight in enumerate(chunk.weights):
             metrics[f"curriculum/bucket_{k}_weight"].append(weight)
-        for key in ("competence", "target"):
-            if key in info:
-                metrics[f"curriculum/{key}"].append(info[key])
+        for key, value in sampler.schedule.describe(chunk.progress).items():
+            metrics[f"curriculum/{key}"].append(value)
         if sampler.difficulty is not None:
             metrics["curriculum/shift"].append(sampler.difficulty.shift)
+        if self._observes:
+            metrics["curriculum/verified_pass_rate"].append(float(passed.sum() / max(verified.sum(), 1)))
+        drawn = np.asarray(chunk.buckets)  # the buckets these problems were drawn from, not where they are now
         group_reward = total.mean(axis=1)
         for k in np.unique(drawn).tolist():
             metrics[f"curriculum/bucket_{k}_reward"].append(float(group_reward[drawn == k].mean()))
@@ -135,10 +230,26 @@ class CurriculumGRPOTrainer(GRPOTrainer):
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is None:
             return
+        step = self.state.global_step
+        if self._inside_generation(step):
+            raise ValueError(
+                f"{checkpoint} was written at step {step}, inside a generation (steps_per_generation x "
+                f"num_iterations = {self._chunk_micro_batches} micro-batches, gradient_accumulation_steps = "
+                f"{self.args.gradient_accumulation_steps}): TRL did not save the buffered completions, so this run "
+                "cannot continue it exactly; resume from an earlier checkpoint on a generation boundary")
+        expected = self._micro_batches_after(step) // self._chunk_micro_batches
         path = os.path.join(checkpoint, STATE_FILE)
         if not os.path.isfile(path):
             logger.warning("%s has no %s: the curriculum restarts from its first batch", checkpoint, STATE_FILE)
+            if not self.args.ignore_data_skip:  # the Trainer skips the epoch's used batches: draws never seen
+                in_epoch = self._micro_batches_after(step) % self._micro_batches_per_epoch()
+                self.curriculum_sampler.skip_unseen(in_epoch // self._chunk_micro_batches)
             return
         with open(path) as handle:
-            self.curriculum_sampler.load_state_dict(json.load(handle))
-
+            state = json.load(handle)
+        if state.get("chunks_consumed", expected) != expected:
+            raise ValueError(f"{checkpoint}/{STATE_FILE} records {state['chunks_consumed']} chunks used, but step "
+                             f"{step} of this configuration means {expected}: was it written by another setup?")
+        self.curriculum_sampler.load_state_dict(state)
+        if self.args.ignore_data_skip:  # the Trainer starts its epoch over instead of skipping the used batches
+            self.curriculum_sampler.start_new_pass()

@@ -11,6 +11,8 @@ Recipe schema (pipelines/*.yaml):
     name: demo-cpu                 # required
     out: runs/demo-cpu             # default runs/<name>
     model: smollm2-135m            # alias, local directory or hub id
+    prompt:  boxed                 # or think-answer, or {system, instruction}: score, build and eval use it
+    sampling: {temperature, top_p, max_tokens}   # shared by score, train and eval (see resolve_sampling)
     data:    {sources: [synthetic, gsm8k], synth: {n, seed, digits, operands, operations, word_fraction},
               limit: N or {source: N}, eval_sets: [gsm8k, ...], data_dir}
     score:   {engine, samples, max_tokens, temperature, top_p, seed, engine_options, ...}
@@ -28,6 +30,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -41,10 +44,12 @@ import yaml
 
 from curriculum import reports
 
+logger = logging.getLogger(__name__)
+
 STAGES = ("data", "score", "build", "train", "eval", "report")
 MARKERS = ".pipeline"
 HELDOUT = "heldout"
-SECTIONS = {"name", "out", "model", "data", "score", "build", "train", "eval", "report"}
+SECTIONS = {"name", "out", "model", "prompt", "sampling", "data", "score", "build", "train", "eval", "report"}
 DATA_KEYS = {"sources", "synth", "limit", "eval_sets", "data_dir", "ngram", "overlap"}
 EVAL_KEYS = {"benchmarks", "samples", "limit", "max_tokens", "temperature", "top_p", "seed", "before", "engine",
              "engine_options", "extraction"}
@@ -84,12 +89,22 @@ class PipelineConfig:
     train: dict = field(default_factory=dict)
     eval: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
+    prompt: str | dict | None = None
+    sampling: dict = field(default_factory=dict)
     source: str = "recipe"
 
+    @property
+    def template(self):
+        """The prompt template that score, build (hence train) and eval share."""
+        from curriculum.prompts import get_template
+
+        return get_template(self.prompt)
+
     def to_dict(self) -> dict:
-        return {"name": self.name, "out": str(self.out), "model": self.model, "data": self.data,
-                "score": self.score, "build": self.build, "train": self.train, "eval": self.eval,
-                "report": self.report}
+        return {"name": self.name, "out": str(self.out), "model": self.model,
+                **({"prompt": self.prompt} if self.prompt is not None else {}), "sampling": self.sampling,
+                "data": self.data, "score": self.score, "build": self.build, "train": self.train,
+                "eval": self.eval, "report": self.report}
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
@@ -130,6 +145,14 @@ def config_from_dict(data: dict, *, source: str = "recipe") -> PipelineConfig:
             raise PipelineError(f"{source}: unknown key(s) {extra} in `{section}`; expected some of {sorted(allowed)}")
     if not sections["data"].get("sources"):
         raise PipelineError(f"{source}: `data.sources` must list at least one source (e.g. [synthetic, gsm8k])")
+    prompt = copy.deepcopy(data.get("prompt"))
+    try:
+        from curriculum.prompts import get_template
+
+        get_template(prompt)
+    except ValueError as error:
+        raise PipelineError(f"{source}: prompt: {error}") from error
+    sampling = resolve_sampling(sections, data.get("sampling"), source)
     _check_train(sections["train"], source)
     _check_score(sections["score"], source)
     sections["eval"]["benchmarks"] = [benchmark_name(b) for b in _as_list(sections["eval"].get("benchmarks", ["gsm8k"]))]
@@ -137,7 +160,66 @@ def config_from_dict(data: dict, *, source: str = "recipe") -> PipelineConfig:
         sections["data"]["eval_sets"] = [benchmark_name(b) for b in _as_list(sections["data"]["eval_sets"])]
     out = Path(data.get("out") or Path("runs") / name)
     return PipelineConfig(name=name, out=out, model=str(data.get("model") or "smollm2-135m"), source=source,
-                          **sections)
+                          prompt=prompt, sampling=sampling, **sections)
+
+
+SAMPLING_KEYS = ("temperature", "top_p", "max_tokens")
+# A recipe without a `sampling:` block samples as `curriculum train` does by default: open-rs's temperature,
+# TRL's top_p and max_completion_length.
+DEFAULT_SAMPLING = {"temperature": 0.7, "top_p": 1.0, "max_tokens": 512}
+# Sampling knobs only TRL's generation has: set under train.grpo, the other stages cannot follow.
+TRAIN_ONLY_SAMPLING = {"top_k": (None, 0), "min_p": (None,), "repetition_penalty": (None, 1.0)}
+
+
+def resolve_sampling(sections: dict, block: dict | None, source: str = "recipe") -> dict:
+    """Give score, train and eval one sampling: the recipe's `sampling:` block, defaults for the keys it leaves out.
+
+    A stage that sets none of a key takes the shared value (written into its section, so it is in the stage's
+    fingerprint and the resolved config.yaml); a stage that sets a different value keeps it, with a warning:
+    a pass rate measured at one temperature (or length limit) does not describe the model at another.
+
+        sampling key   score           train (GRPOConfig)              eval
+        temperature    temperature     grpo.temperature                temperature
+        top_p          top_p           grpo.top_p                      top_p
+        max_tokens     max_tokens      grpo.max_completion_length      max_tokens
+
+    Returns the shared block, defaults filled in.
+    """
+    from curriculum.training.config import SAMPLING_TO_GRPO
+
+    if block is not None and not isinstance(block, dict):
+        raise PipelineError(f"{source}: `sampling` must be a mapping of {', '.join(SAMPLING_KEYS)}")
+    block = {key: value for key, value in (block or {}).items() if value is not None}
+    unknown = sorted(set(block) - set(SAMPLING_KEYS))
+    if unknown:
+        raise PipelineError(f"{source}: unknown key(s) {unknown} in `sampling`; expected some of "
+                            f"{list(SAMPLING_KEYS)} (train-only knobs such as top_k go under train.grpo)")
+    shared = {**DEFAULT_SAMPLING, **block}
+    grpo = sections["train"].get("grpo")
+    if grpo is None:
+        grpo = sections["train"]["grpo"] = {}
+    places = [("score", sections["score"], {key: key for key in SAMPLING_KEYS}),
+              ("eval", sections["eval"], {key: key for key in SAMPLING_KEYS})]
+    if isinstance(grpo, dict):  # otherwise _check_train names the error
+        places.insert(1, ("train.grpo", grpo, SAMPLING_TO_GRPO))
+        for name, neutral in TRAIN_ONLY_SAMPLING.items():
+            if grpo.get(name) not in neutral:
+                logger.warning("%s: train.grpo.%s = %r shapes training's sampling, which score and eval cannot "
+                               "follow; their pass rates describe sampling without it", source, name, grpo[name])
+    for stage, section, names in places:
+        differ = []
+        for key in SAMPLING_KEYS:
+            value = section.get(names[key])
+            if value is None:
+                section[names[key]] = shared[key]
+            elif value != shared[key]:
+                default = "" if key in block else ", the default"
+                differ.append(f"{names[key]} = {value!r} (sampling.{key} = {shared[key]!r}{default})")
+        if differ:
+            logger.warning("%s: %s overrides the shared sampling: %s. Score, train and eval no longer sample alike, "
+                           "so a pass rate measured in one stage does not describe another; remove the stage's "
+                           "values to share the `sampling:` block", source, stage, "; ".join(differ))
+    return shared
 
 
 def benchmark_name(name: str) -> str:
@@ -256,12 +338,13 @@ class Pipeline:
 
     def fingerprints(self) -> dict[str, str]:
         c = self.config
+        prompt = {"prompt": c.prompt} if c.prompt is not None else {}  # absent: the default, as before
         inputs = {
             "data": {"data": c.data},
-            "score": {"model": c.model, "score": c.score},
-            "build": {"build": c.build},
+            "score": {"model": c.model, "score": c.score, **prompt},
+            "build": {"build": c.build, **prompt},
             "train": {"model": c.model, "train": c.train},
-            "eval": {"model": c.model, "eval": c.eval},
+            "eval": {"model": c.model, "eval": c.eval, **prompt},
             "report": {},
         }
         prints, upstream = {}, ""
@@ -276,7 +359,8 @@ class Pipeline:
         prints = self.fingerprints()
         if label == "after":
             return prints["eval"]
-        text = json.dumps({"model": self.config.model, "eval": self.config.eval, "build": prints["build"]},
+        prompt = {"prompt": self.config.prompt} if self.config.prompt is not None else {}
+        text = json.dumps({"model": self.config.model, "eval": self.config.eval, "build": prints["build"], **prompt},
                           sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -433,7 +517,7 @@ class Pipeline:
         from curriculum.models import ModelResolutionError, model_label
         from curriculum.rollout import RolloutError, get_engine
 
-        config, engine_name, engine_options, keep = score_config(self.config.score)
+        config, engine_name, engine_options, keep = score_config(self.config.score, self.config.template)
         out = self.paths["scores"]
         # Finished chunks (parts) or a finished file are reused; scoring refuses them if its settings differ.
         resume = scoring.parts_dir(out).exists() or out.exists()
@@ -466,10 +550,11 @@ class Pipeline:
                 shutil.rmtree(path)
         try:
             result = lib.build(scores, problems, config, scores_path=self.paths["scores"],
-                               problems_path=self.paths["problems"])
+                               problems_path=self.paths["problems"], template=self.config.template)
             sources = {"scores": str(self.paths["scores"]), "problems": str(self.paths["problems"])}
             if heldout:
-                train_result, heldout_result = split_heldout(result, scores, problems, config, heldout)
+                train_result, heldout_result = split_heldout(result, scores, problems, config, heldout,
+                                                             template=self.config.template)
                 lib.save(heldout_result, self.paths["heldout"], sources={**sources, "heldout_of": "all kept problems"})
                 result = train_result
             lib.save(result, self.paths["buckets"], sources=sources)
@@ -528,7 +613,7 @@ class Pipeline:
             emit("info", "eval", f"{label}: {model}")
             result = evaluate(
                 model, section.get("benchmarks", ["gsm8k"]), settings=settings, engine=section.get("engine", "hf"),
-                engine_options=section.get("engine_options") or {}, buckets=heldout,
+                engine_options=section.get("engine_options") or {}, buckets=heldout, template=self.config.template,
                 data_dir=self.config.data.get("data_dir"), samples_path=samples_path_for(out),
                 on_benchmark=lambda name, n, label=label: (total.__setitem__(0, n),
                                                            emit("info", "eval", f"{label}: {name}, {n} problems")),
@@ -611,7 +696,7 @@ _SUMMARIES = {"data": _summary_data, "score": _summary_score, "build": _summary_
 # helpers
 
 
-def split_heldout(result, scores, problems, config, count: int):
+def split_heldout(result, scores, problems, config, count: int, *, template=None):
     """Hold `count` bucketed problems out of training, stratified by bucket, seeded.
 
     Returns (train BuildResult rebuilt on the rest, so its edges and manifest describe what trains;
@@ -638,7 +723,8 @@ def split_heldout(result, scores, problems, config, count: int):
     chosen = sorted(chosen)[:count]
     held_ids = set(frame["id"].iloc[chosen])
     held = frame.iloc[chosen].reset_index(drop=True)
-    train = lib.build(scores[~scores["id"].isin(held_ids)], problems, config)
+    train = lib.build(scores[~scores["id"].isin(held_ids)], problems, config,
+                      **({"template": template} if template is not None else {}))
     manifest = copy.deepcopy(result.manifest)
     counts = [int((held["bucket"] == k).sum()) for k in range(config.num_buckets)]
     manifest.update({"counts": counts, "total": int(len(held)), "role": "held out of training",
@@ -664,8 +750,9 @@ def _score_parameters() -> list[str]:
     return [*fields, *SCORE_SAMPLING_KEYS, "engine", "keep_completions"]
 
 
-def score_config(section: dict):
-    """The `score:` section -> (ScoreConfig, engine name, engine options, keep_completions)."""
+def score_config(section: dict, template=None):
+    """The `score:` section (and the recipe's prompt template) -> (ScoreConfig, engine name, engine options,
+    keep_completions)."""
     from curriculum.rollout.base import Sampling
     from curriculum.scoring import ScoreConfig, ScoringError
 
@@ -677,6 +764,8 @@ def score_config(section: dict):
     if "edges" in section:
         section["edges"] = tuple(section["edges"])
     try:
+        if template is not None:
+            section["template"] = template
         return ScoreConfig(sampling=sampling, **section), engine, engine_options, keep
     except (ScoringError, TypeError) as error:
         raise PipelineError(f"score: {error}") from error

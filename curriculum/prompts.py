@@ -1,13 +1,26 @@
-"""The one prompt template shared by scoring, building, training and evaluation.
+"""The prompt templates shared by scoring, building, training and evaluation.
 
 Using the same words everywhere is what makes a pass rate measured at scoring time mean the same thing
-at training and evaluation time. The default follows open-rs: a system prompt that asks for reasoning and
-a final answer in \\boxed{}.
+at training and evaluation time. Two templates are named:
+
+- `boxed` (the default): open-rs's system prompt without its tags, asking for reasoning and a final answer
+  in \\boxed{}. What the `accuracy` and `cosine` rewards check.
+- `think-answer`: open-rs's system prompt as it was (knoveleng/open-rs, recipes/grpo.yaml), which also asks
+  for `<think> ... </think> <answer> ... </answer>`; what the `format` and `tag_count` rewards check. The
+  user turn is the problem alone, as in open-rs.
+
+A recipe names one (`prompt: think-answer`) or spells its own (`prompt: {system: ..., instruction: ...}`).
+Rewards that check tags are only fair when the prompt asks for them: `asked_tags` reads which tags a prompt
+names, and `prefilled_think` tells whether a chat template already opens the assistant turn with `<think>`
+(DeepSeek-R1-Distill's does), so that the completion starts inside the think block.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_SYSTEM_PROMPT = (
     "A conversation between User and Assistant. The user asks a math question, and the Assistant solves it. "
@@ -15,6 +28,15 @@ DEFAULT_SYSTEM_PROMPT = (
     "Put the final answer within \\boxed{}."
 )
 DEFAULT_INSTRUCTION = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+THINK_ANSWER_SYSTEM_PROMPT = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
+    "The assistant first thinks about the reasoning process in the mind and then provides the user with the "
+    "answer, and put your final answer within \\boxed{} . The reasoning process and answer are enclosed within "
+    "<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process here </think> "
+    "<answer> answer here </answer>. Note that respond by English, NOT use other languages."
+)
+THINK_TAGS = ("<think>", "</think>")
+TAG_PATTERN = re.compile(r"</?[A-Za-z_][\w-]*>")
 
 
 @dataclass(frozen=True)
@@ -43,3 +65,49 @@ class PromptTemplate:
 
 
 DEFAULT_TEMPLATE = PromptTemplate()
+THINK_ANSWER_TEMPLATE = PromptTemplate(system=THINK_ANSWER_SYSTEM_PROMPT, instruction="{problem}")
+TEMPLATES: dict[str, PromptTemplate] = {"boxed": DEFAULT_TEMPLATE, "think-answer": THINK_ANSWER_TEMPLATE}
+
+
+def get_template(spec: str | Mapping[str, Any] | PromptTemplate | None) -> PromptTemplate:
+    """A template from a recipe's `prompt:` value: a name in `TEMPLATES`, a {system, instruction} mapping,
+    or None for the default.
+
+    >>> get_template("think-answer").messages("What is 2 + 2?")[1]
+    {'role': 'user', 'content': 'What is 2 + 2?'}
+    """
+    if spec is None:
+        return DEFAULT_TEMPLATE
+    if isinstance(spec, PromptTemplate):
+        return spec
+    if isinstance(spec, str):
+        if spec not in TEMPLATES:
+            raise ValueError(f"unknown prompt template {spec!r}; named templates: {', '.join(TEMPLATES)} "
+                             "(or give a mapping with system and instruction)")
+        return TEMPLATES[spec]
+    if isinstance(spec, Mapping):
+        return PromptTemplate.from_dict(dict(spec))
+    raise ValueError(f"a prompt template is a name or a mapping, got {type(spec).__name__}")
+
+
+def asked_tags(messages: Sequence[Mapping[str, Any]] | str) -> set[str]:
+    """The tags (`<think>`, `</answer>`, ...) that a prompt's words name, so a reward can check it asks for them.
+
+    >>> sorted(asked_tags(THINK_ANSWER_TEMPLATE.messages("1 + 1?")))
+    ['</answer>', '</think>', '<answer>', '<think>']
+    >>> asked_tags(DEFAULT_TEMPLATE.messages("1 + 1?"))
+    set()
+    """
+    if isinstance(messages, str):
+        text = messages
+    else:
+        text = "\n".join(str(message.get("content") or "") for message in messages)
+    return set(TAG_PATTERN.findall(text))
+
+
+def prefilled_think(tokenizer, messages: Sequence[Mapping[str, Any]] | None = None) -> bool:
+    """Whether the tokenizer's chat template ends the rendered prompt (generation prompt included) with an
+    opened `<think>`, as DeepSeek-R1-Distill's does: the completion then starts inside the think block."""
+    messages = list(messages or DEFAULT_TEMPLATE.messages("1 + 1?"))
+    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return rendered.rstrip().endswith(THINK_TAGS[0])

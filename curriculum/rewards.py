@@ -314,8 +314,17 @@ class Format(Reward):
     """1.0 for `<think>...</think><answer>...</answer>` and nothing else around, else 0.0.
 
     The think part is TRL's `think_format_reward`; with `prefilled_think=True` (chat templates that end the
-    prompt with `<think>`) the completion is checked as if it started with that tag.
+    prompt with `<think>`, as DeepSeek-R1-Distill's does) the completion is checked as if it started with that
+    tag. The prompt must ask for these tags (`curriculum.prompts`, template `think-answer`); training warns
+    at start-up when it does not (`tags` is what that check reads).
+
+    >>> Format()(completions=["<think>2 + 2 = 4</think> <answer>4</answer>", "The answer is 4."])
+    [1.0, 0.0]
+    >>> Format(prefilled_think=True)(completions=["2 + 2 = 4</think><answer>4</answer>"])
+    [1.0]
     """
+
+    tags = ("<think>", "</think>", "<answer>", "</answer>")
 
     def __init__(self, *, prefilled_think: bool = False) -> None:
         super().__init__()
@@ -341,6 +350,7 @@ class TagCount(Reward):
     partial-credit shaping that teaches the format before it is fully right)."""
 
     TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+    tags = TAGS
 
     def __init__(self, *, prefilled_think: bool = False) -> None:
         super().__init__()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,12 @@ import yaml
 from click.testing import CliRunner
 
 from curriculum.cli import cli
-from curriculum.pipeline import STAGES, Pipeline, PipelineError, config_from_dict, load_config
+from curriculum.pipeline import STAGES, Pipeline, PipelineError, config_from_dict, load_config, score_config
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+TINY_PROMPT = {"system": "Reason, then answer in \\boxed{}.", "instruction": "Q: {problem}"}
 
 
 def tiny_recipe(model_dir: Path, out: Path, problems_file: Path) -> dict:
@@ -21,6 +25,7 @@ def tiny_recipe(model_dir: Path, out: Path, problems_file: Path) -> dict:
         "name": "tiny",
         "out": str(out),
         "model": str(model_dir),
+        "prompt": TINY_PROMPT,
         "data": {"sources": ["synthetic"], "synth": {"n": 12, "seed": 0}, "eval_sets": []},
         "score": {"samples": 2, "max_tokens": 8, "seed": 0},
         "build": {"buckets": 2, "drop_unsolved": False, "heldout": 4},
@@ -57,6 +62,21 @@ def test_first_run_runs_every_stage_in_order_and_leaves_a_report(finished_run):
     assert set(after["benchmarks"]) == {"mini", "heldout"} and "per_bucket" in after["benchmarks"]["heldout"]
     report = (run / "report" / "report.md").read_text()
     assert "mixture.png" in report and "eval.png" in report and "Not yet available" not in report
+
+
+def test_the_recipe_prompt_reaches_score_build_and_eval(finished_run):
+    from datasets import load_from_disk
+
+    _, run, _, _ = finished_run
+    expected = [{"role": "system", "content": TINY_PROMPT["system"]}, {"role": "user", "content": "Q: "}]
+    for name in ("buckets", "heldout"):
+        prompt = load_from_disk(str(run / name))[0]["prompt"]
+        assert prompt[0] == expected[0] and prompt[1]["content"].startswith("Q: "), name
+    for name in ("eval_before.json", "eval_after.json"):
+        assert json.loads((run / name).read_text())["template"]["system"] == TINY_PROMPT["system"]
+    from curriculum.scoring import read_metadata
+
+    assert read_metadata(run / "scores.parquet")["template"] == TINY_PROMPT
 
 
 def test_rerun_skips_finished_stages(finished_run):
@@ -135,6 +155,24 @@ def test_shipped_recipes_are_valid(recipe):
     assert config.out == Path("runs") / config.name
     assert all(b in {"aime24", "amc23", "math500", "gsm8k", "minerva", "olympiadbench"}
                for b in config.eval["benchmarks"])
+    # score and train sample alike (eval too, except the R1 recipes' published evaluation protocol)
+    grpo = config.train["grpo"]
+    assert config.score["temperature"] == grpo["temperature"] == config.sampling["temperature"]
+    assert config.score["top_p"] == grpo["top_p"] == config.sampling["top_p"]
+    assert config.score["max_tokens"] == grpo["max_completion_length"] == config.sampling["max_tokens"]
+    if "R1-Distill" not in config.model:
+        assert all(config.eval[key] == config.sampling[key] for key in ("temperature", "top_p", "max_tokens"))
+    # a recipe whose rewards check tags asks for them, and says whether the chat template opens <think>
+    from curriculum.prompts import asked_tags
+    from curriculum.rewards import parse_reward_spec
+
+    funcs, _ = parse_reward_spec(config.train.get("reward", "accuracy:1"), options={"cosine": {"max_len": 8}, **{
+        name: value for name, value in (config.train.get("reward_options") or {}).items() if name != "cosine"}})
+    asked = asked_tags(config.template.messages("1 + 1?"))
+    for func in funcs:
+        assert set(getattr(func, "tags", ())) <= asked, (recipe.name, func.__name__)
+        if getattr(func, "tags", ()):
+            assert func.prefilled_think == ("R1-Distill" in config.model)  # R1-Distill's template opens <think>
 
 
 def test_data_stage_takes_synthetic_knobs_and_per_source_limits(data_dir, tmp_path):
@@ -160,3 +198,65 @@ def test_data_stage_takes_synthetic_knobs_and_per_source_limits(data_dir, tmp_pa
         bad = config_from_dict({"name": "x", "out": str(tmp_path / "bad2"),
                                 "data": {"sources": ["synthetic"], "synth": {"n": 2, "operations": ["divide"]}}})
         Pipeline(bad).run(until="data")
+
+
+def test_a_sampling_block_is_shared_by_score_train_and_eval(tmp_path, caplog):
+    """The demo once scored at top_p 0.95 and trained at TRL's 1.0: one block now feeds all three stages."""
+    from curriculum.evaluation import EvalSettings
+    from curriculum.training.config import TrainSettings, load_recipe, resolve_grpo_config
+
+    recipe = {"name": "x", "data": {"sources": ["synthetic"]}, "sampling": {"temperature": 0.9, "top_p": 0.8,
+                                                                           "max_tokens": 96},
+              "score": {"samples": 2}, "train": {"max_steps": 1}, "eval": {"samples": 2}}
+    path = tmp_path / "x.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    with caplog.at_level(logging.WARNING, logger="curriculum.pipeline"):
+        config = load_config(path)
+    assert caplog.records == []
+    sampling = score_config(config.score)[0].sampling
+    grpo = resolve_grpo_config(TrainSettings.from_dict(config.train), tmp_path / "train")
+    direct = resolve_grpo_config(load_recipe(path)[0], tmp_path / "direct")  # curriculum train --config x.yaml
+    evaluation = EvalSettings(**{k: config.eval[k] for k in ("temperature", "top_p", "max_tokens")})
+    for stage in (sampling, evaluation):
+        assert (stage.temperature, stage.top_p, stage.max_tokens) == (0.9, 0.8, 96)
+    for stage in (grpo, direct):
+        assert (stage.temperature, stage.top_p, stage.max_completion_length) == (0.9, 0.8, 96)
+    assert config.sampling == {"temperature": 0.9, "top_p": 0.8, "max_tokens": 96}
+
+
+def test_without_a_block_the_stages_still_sample_alike(tmp_path):
+    from curriculum.training.config import TrainSettings, resolve_grpo_config
+
+    config = config_from_dict({"name": "x", "data": {"sources": ["synthetic"]}})
+    sampling = score_config(config.score)[0].sampling
+    grpo = resolve_grpo_config(TrainSettings.from_dict(config.train), tmp_path)
+    assert (sampling.temperature, sampling.top_p, sampling.max_tokens) == \
+        (grpo.temperature, grpo.top_p, grpo.max_completion_length) == \
+        (config.eval["temperature"], config.eval["top_p"], config.eval["max_tokens"])
+
+
+def test_a_stage_overriding_the_shared_sampling_warns(caplog):
+    recipe = {"name": "x", "data": {"sources": ["synthetic"]}, "sampling": {"temperature": 0.7, "top_p": 0.95},
+              "score": {"temperature": 0.7}, "train": {"grpo": {"top_p": 1.0}}, "eval": {"temperature": 0.6}}
+    with caplog.at_level(logging.WARNING, logger="curriculum.pipeline"):
+        config = config_from_dict(recipe, source="r.yaml")
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2, messages  # score repeats the block's value: no warning
+    assert "r.yaml: train.grpo overrides the shared sampling: top_p = 1.0 (sampling.top_p = 0.95)" in messages[0]
+    assert "eval overrides the shared sampling: temperature = 0.6 (sampling.temperature = 0.7)" in messages[1]
+    assert config.train["grpo"]["top_p"] == 1.0 and config.eval["temperature"] == 0.6  # the stage's value is kept
+    with pytest.raises(PipelineError, match=r"unknown key\(s\) \['top_k'\] in `sampling`"):
+        config_from_dict({**recipe, "sampling": {"top_k": 20}})
+
+
+def test_prompt_names_a_template_and_enters_the_fingerprints():
+    from curriculum.prompts import DEFAULT_TEMPLATE, THINK_ANSWER_TEMPLATE
+
+    base = {"name": "x", "data": {"sources": ["synthetic"]}}
+    plain, tagged = config_from_dict(base), config_from_dict({**base, "prompt": "think-answer"})
+    assert plain.template == DEFAULT_TEMPLATE and tagged.template == THINK_ANSWER_TEMPLATE
+    assert score_config(tagged.score, tagged.template)[0].template == THINK_ANSWER_TEMPLATE
+    before, after = Pipeline(plain).fingerprints(), Pipeline(tagged).fingerprints()
+    assert before["data"] == after["data"] and all(before[s] != after[s] for s in ("score", "build", "eval"))
+    with pytest.raises(PipelineError, match="unknown prompt template 'tagged'"):
+        config_from_dict({**base, "prompt": "tagged"})

@@ -125,6 +125,50 @@ def test_format(text, plain, prefilled):
     assert get_reward("format", prefilled_think=True)(completions=[chat(text)]) == [prefilled]
 
 
+# DeepSeek-R1-Distill's chat template, reduced to its shape (the real tokenizer cannot be downloaded here): the
+# system prompt first, then `<｜User｜>` turns, and a generation prompt that opens the think block itself.
+R1_DISTILL_TEMPLATE = (
+    "{% set ns = namespace(system_prompt='') %}"
+    "{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{% set ns.system_prompt = message['content'] %}{% endif %}{% endfor %}"
+    "{{ bos_token }}{{ ns.system_prompt }}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}{{ '<｜User｜>' + message['content'] }}{% endif %}"
+    "{% if message['role'] == 'assistant' %}{{ '<｜Assistant｜>' + message['content'] + '<｜end▁of▁sentence｜>' }}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<｜Assistant｜><think>\\n' }}{% endif %}"
+)
+
+
+@pytest.mark.parametrize("template", ["tiny", "r1-distill"])
+def test_format_reward_fires_for_the_asked_format_under_a_real_chat_template(template, tiny_model_dir):
+    """The `think-answer` prompt, rendered by a chat template, asks for exactly what `format` credits; with a
+    template that opens `<think>` itself the model continues inside the think block, and the reward (told so by
+    `prefilled_think`) still gives 1 to that completion and 0 to one in another format."""
+    from transformers import AutoTokenizer
+
+    from curriculum.prompts import asked_tags, get_template, prefilled_think
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    if template == "r1-distill":
+        tokenizer.chat_template = R1_DISTILL_TEMPLATE
+    messages = get_template("think-answer").messages("What is 2 + 2?")
+    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert "What is 2 + 2?" in rendered and "<answer> answer here </answer>" in rendered
+    assert asked_tags(messages) == {"<think>", "</think>", "<answer>", "</answer>"}
+    prefilled = prefilled_think(tokenizer, messages)
+    assert prefilled == (template == "r1-distill") == rendered.endswith("<think>\n")
+
+    body = "\n2 + 2 = 4.\n</think>\n<answer>\n\\boxed{4}\n</answer>"
+    asked = body if prefilled else "<think>" + body  # what the model writes after the rendered prompt
+    other = "2 + 2 = 4, so the answer is \\boxed{4}."
+    assert "<think>" in rendered + asked  # the assistant turn, as the model sees it, opens the think block once
+    reward = get_reward("format", prefilled_think=prefilled)
+    assert reward(prompts=[messages] * 2, completions=[chat(asked), chat(other)]) == [1.0, 0.0]
+    if prefilled:  # without the option, the reward cannot fire under this template
+        assert get_reward("format")(completions=[chat(asked)]) == [0.0]
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("<think>\na\n</think>\n<answer>\n1\n</answer>", 1.0),
     ("<think>a</think>", 0.5),

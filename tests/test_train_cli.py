@@ -4,6 +4,7 @@ with curriculum state, resume that draws the same next batch, and one clear mess
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import shutil
@@ -23,7 +24,7 @@ FAST = ["--reward", "cosine:1,accuracy:1", "--num-generations", "4",
         "--set", "weight_decay=0.1", "--set", "save_steps=2", "--set", "seed=7"]
 
 
-def make_buckets(path: Path, model: str, *, n: int = 24, num_buckets: int = 3) -> Path:
+def make_buckets(path: Path, model: str, *, n: int = 24, num_buckets: int = 3, template=DEFAULT_TEMPLATE) -> Path:
     """A buckets directory as `curriculum build` writes it: sums with answers, buckets and pass rates."""
     from datasets import Dataset
 
@@ -32,7 +33,7 @@ def make_buckets(path: Path, model: str, *, n: int = 24, num_buckets: int = 3) -
     for i in range(n):
         a, b = rng.randint(1, 9), rng.randint(1, 9)
         bucket = i % num_buckets
-        rows.append({"id": f"sum-{i}", "prompt": DEFAULT_TEMPLATE.messages(f"What is {a}+{b}?"),
+        rows.append({"id": f"sum-{i}", "prompt": template.messages(f"What is {a}+{b}?"),
                      "answer": str(a + b), "bucket": bucket, "pass_rate": 0.9 - 0.8 * bucket / (num_buckets - 1)})
     Dataset.from_list(rows).save_to_disk(str(path))
     (path / "manifest.json").write_text(json.dumps({"model": str(model), "strategy": "quantile",
@@ -197,3 +198,63 @@ def test_long_prompts_are_dropped_with_a_note(buckets, tiny_model_dir):
     kept, note = drop_long_prompts(dataset, tokenizer, 512)
     assert len(kept) == len(dataset) - 1 and "long" not in kept["id"]
     assert "1 of 25 prompts exceed max_prompt_length=512" in note and "long" in note
+
+
+# ---------------------------------------------------------------------------------------------------- start-up warnings
+
+
+def start_up_warnings(buckets: Path, model: Path, out: Path, caplog, *overrides: str) -> list[str]:
+    from curriculum.training.config import TrainSettings, apply_overrides
+    from curriculum.training.run import prepare
+
+    settings = apply_overrides(TrainSettings(), ["report_to=none", "max_steps=1", *overrides])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="curriculum.training.run"):
+        prepare(buckets, str(model), out, settings)
+    return [r.getMessage() for r in caplog.records if r.name == "curriculum.training.run"]
+
+
+def test_start_up_warns_about_rewarded_tags_the_prompt_never_asks_for_and_a_thin_batch(
+        buckets, tiny_model_dir, tmp_path, caplog):
+    warnings = start_up_warnings(buckets, tiny_model_dir, tmp_path / "bad", caplog, "reward=accuracy:1,format:1",
+                                 "num_generations=4", "per_device_train_batch_size=4")
+    assert len(warnings) == 2, warnings
+    assert "each optimizer step sees 1 prompt(s)" in warnings[0]
+    assert "reward 'format' checks for <think> </think> <answer> </answer>, which the prompt never asks for" in \
+        warnings[1]
+
+
+def test_start_up_is_quiet_for_a_good_recipe(tiny_model_dir, tmp_path, caplog):
+    from curriculum.prompts import THINK_ANSWER_TEMPLATE
+
+    # the defaults (accuracy on the boxed prompt, 4 prompts per step) ...
+    default_buckets = make_buckets(tmp_path / "boxed", tiny_model_dir, n=8)
+    assert start_up_warnings(default_buckets, tiny_model_dir, tmp_path / "default", caplog) == []
+    # ... and the format reward on buckets built with the prompt that asks for its tags
+    tagged = make_buckets(tmp_path / "tagged", tiny_model_dir, n=8, template=THINK_ANSWER_TEMPLATE)
+    assert start_up_warnings(tagged, tiny_model_dir, tmp_path / "tagged-run", caplog, "reward=accuracy:1,format:1",
+                             "max_prompt_length=1024") == []
+
+
+def test_prefilled_think_must_match_the_chat_template(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from curriculum.prompts import THINK_ANSWER_TEMPLATE
+    from curriculum.rewards import get_reward
+    from curriculum.training.run import check_prompt_tags
+    from tests.test_rewards import R1_DISTILL_TEMPLATE
+
+    prompts = [THINK_ANSWER_TEMPLATE.messages("What is 1+1?")]
+    plain, prefilling = AutoTokenizer.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir)
+    prefilling.chat_template = R1_DISTILL_TEMPLATE
+    fmt, fmt_prefilled = get_reward("format"), get_reward("format", prefilled_think=True)
+    assert check_prompt_tags([fmt], prompts, plain) == []
+    assert check_prompt_tags([fmt_prefilled], prompts, prefilling) == []
+    (message,) = check_prompt_tags([fmt], prompts, prefilling)
+    assert "opens the assistant turn with <think>" in message and "prefilled_think: true" in message
+    (message,) = check_prompt_tags([fmt_prefilled], prompts, plain)
+    assert "does not open the assistant turn" in message
+    # a template that writes <think> covers that tag, but not the ones only the prompt can ask for
+    boxed = [DEFAULT_TEMPLATE.messages("What is 1+1?")]
+    (message,) = check_prompt_tags([fmt_prefilled], boxed, prefilling)
+    assert "checks for </think> <answer> </answer>," in message

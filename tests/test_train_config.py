@@ -33,6 +33,44 @@ def test_open_rs_defaults(tmp_path):
     assert config.per_device_train_batch_size == config.num_generations
 
 
+def test_default_batch_holds_several_prompts_per_optimizer_step(tmp_path):
+    """A bare run must not train on one prompt per step: one all-pass or all-fail group would leave the step
+    without gradient. Default: one group per micro-batch, 4 accumulated per step."""
+    from curriculum.training.config import batch_warning, prompts_per_step
+
+    config = resolve_grpo_config(TrainSettings(), tmp_path)
+    assert (config.num_generations, config.per_device_train_batch_size, config.gradient_accumulation_steps) == (6, 6, 4)
+    assert prompts_per_step(config) == 4 and batch_warning(config) is None
+    # TRL generates the whole step at once and draws that many prompts from the curriculum sampler
+    assert config.generation_batch_size == 24 and config.steps_per_generation == 4
+    # the default adapts to the group size, and an explicit batch is left as given
+    assert prompts_per_step(resolve_grpo_config(apply_overrides(TrainSettings(), ["num_generations=4"]), tmp_path)) == 4
+    given = apply_overrides(TrainSettings(), ["num_generations=4", "per_device_train_batch_size=8"])
+    config = resolve_grpo_config(given, tmp_path)
+    assert config.gradient_accumulation_steps == 1 and prompts_per_step(config) == 2
+    assert "2 prompt(s)" in batch_warning(config) and "at least 4" in batch_warning(config)
+
+
+def test_default_reward_matches_the_default_prompt():
+    """The default prompt asks for \\boxed{}, not for tags: the default reward must not be one that checks tags."""
+    from curriculum.prompts import DEFAULT_TEMPLATE, asked_tags
+    from curriculum.rewards import parse_reward_spec
+
+    funcs, _ = parse_reward_spec(TrainSettings().reward)
+    asked = asked_tags(DEFAULT_TEMPLATE.messages("1 + 1?"))
+    assert all(set(getattr(func, "tags", ())) <= asked for func in funcs)
+
+
+def test_a_pipeline_sampling_block_reaches_the_grpo_config(tmp_path):
+    recipe = tmp_path / "pipeline.yaml"
+    recipe.write_text("name: x\nsampling: {temperature: 0.9, top_p: 0.8, max_tokens: 96}\n"
+                      "train: {grpo: {top_p: 0.5}}\n")
+    settings, _ = load_recipe(recipe)
+    config = resolve_grpo_config(settings, tmp_path / "out")
+    assert (config.temperature, config.max_completion_length) == (0.9, 96)
+    assert config.top_p == 0.5  # the train section's own value wins (the pipeline warns about it)
+
+
 def test_lora_default_learning_rate_and_explicit_value_wins(tmp_path):
     assert resolve_grpo_config(TrainSettings(lora="default"), tmp_path).learning_rate == 1e-5
     explicit = apply_overrides(TrainSettings(lora="r=8"), ["learning_rate=3e-6"])

@@ -3,10 +3,40 @@
 What `curriculum train` runs is two things: our settings (schedule, rewards, LoRA, layer selection) and
 TRL's `GRPOConfig`, whose every field can be set under `grpo:` in the recipe or with `--set key=value`.
 Values are converted to each field's declared type, so `--set learning_rate=1e-6` and `report_to: tensorboard`
-work as written. Defaults follow the open-rs recipe (lr 1e-6, 1e-5 under LoRA; temperature 0.7; beta 0.04;
-cosine schedule to 10% of the peak lr after 10% warm-up; the cosine reward's length scale = max completion
-length); bf16 and gradient checkpointing default on only where a GPU is present. The resolved recipe is
-written to `<out>/config.yaml` and can be fed back with `--config` to rerun the same thing.
+work as written. The resolved recipe is written to `<out>/config.yaml` and can be fed back with `--config` to
+rerun the same thing.
+
+Defaults. Where TRL 1.16's GRPOConfig default differs from the open-rs recipe (knoveleng/open-rs,
+recipes/grpo.yaml, trained with TRL at commit 69ad852, v0.15.0+32), open-rs wins: lr 1e-6 (1e-5 under
+LoRA); temperature 0.7 (TRL: 1.0); beta 0.04 (TRL: 0.0); cosine_with_min_lr down to 10% of the peak lr after
+10% warm-up (TRL: linear, no warm-up); 6 completions per prompt (TRL: 8); the cosine reward's length scale
+= max completion length. bf16 and gradient checkpointing default on only where a GPU is present. Left at
+TRL 1.16's value because open-rs had the same: top_p 1.0 (open-rs set none; vLLM's default is 1.0),
+top_k off, rewards scaled by the group's std (`scale_rewards="group"`, std + 1e-4 in both), weighted sum of
+rewards before that scaling, epsilon 0.2, one update per generation (`num_iterations=1`), truncated
+completions kept in the loss, dropout as the model configures it.
+
+What still differs from open-rs, on purpose (a recipe can set each; `pipelines/open-rs-1.5b.yaml` does):
+- batch: 4 prompts per optimizer step by default (one prompt group of 6 per micro-batch, 4 accumulation
+  steps: 24 completions), not open-rs's 12 prompts (3 processes x 6 completions x 4 accumulation = 72):
+  enough that one all-pass or all-fail group does not leave a step without gradient, small enough for one
+  GPU or a CPU. Fewer than 4 prompts per step is warned about at start-up.
+- loss: TRL 1.16's default `loss_type="dapo"`: per-token, normalized by the active tokens of the whole
+  accumulated batch. open-rs's TRL normalized per token over each micro-batch (`"bnpo"` in TRL 1.16). Both
+  are per-token, not per-sequence (`"grpo"`); they differ only in how micro-batches are weighted.
+- max completion length: TRL's 512 tokens, not open-rs's 3584 (sized for R1-Distill on GPUs).
+- prompts longer than `max_prompt_length` (512, as in open-rs) are dropped with a note, not truncated on the
+  left (TRL 1.16 no longer truncates prompts).
+- reward `accuracy:1`, for the default prompt (answer in \\boxed{}); open-rs experiment 3 used
+  `format:1,cosine:2` with a system prompt asking for <think>/<answer> tags (the `think-answer` prompt).
+- with vLLM, TRL 1.16 corrects for the sampler/trainer log-prob mismatch
+  (`vllm_importance_sampling_correction=True`); open-rs's TRL had no such correction.
+- seed 42 and a checkpoint every 50 steps as in open-rs; TensorBoard instead of Weights & Biases.
+Not verified: the exact TRL/vLLM versions behind Tina's recipe (tina-lora-1.5b.yaml assumes open-rs's).
+
+Sampling. A pipeline's top-level `sampling:` block (temperature, top_p, max_tokens) is shared by score,
+train and eval; `load_recipe` fills the `grpo` fields it maps to (`SAMPLING_TO_GRPO`) where the train
+section leaves them unset.
 
 Recipe shape (all keys optional):
 
@@ -14,7 +44,7 @@ Recipe shape (all keys optional):
     schedule_options: {}        # passed to the schedule
     online_difficulty: true     # update bucket difficulty from every GRPO group
     skip_solved: false
-    reward: accuracy:1,format:1 # name:weight,... (curriculum.rewards)
+    reward: accuracy:1          # name:weight,... (curriculum.rewards)
     reward_options: {}          # per reward name, e.g. {cosine: {max_len: 1000}}
     max_prompt_length: 512      # longer prompts in the buckets are dropped with a warning
     lora: null                  # "r=16,alpha=32,dropout=0.05,targets=all-linear" or a mapping
@@ -59,7 +89,13 @@ OPEN_RS_DEFAULTS: dict[str, Any] = {
     "report_to": ["tensorboard"],
 }
 LORA_LEARNING_RATE = 1e-5
+DEFAULT_PROMPTS_PER_STEP = 4  # gradient accumulation over one-group micro-batches, when no batch field is set
+MIN_PROMPTS_PER_STEP = 4  # fewer prompt groups per optimizer step is warned about
+BATCH_FIELDS = ("per_device_train_batch_size", "gradient_accumulation_steps", "generation_batch_size",
+                "steps_per_generation")
 SHORTCUTS = ("max_steps", "num_generations")
+# A pipeline's shared `sampling:` block -> the GRPOConfig field each key sets.
+SAMPLING_TO_GRPO = {"temperature": "temperature", "top_p": "top_p", "max_tokens": "max_completion_length"}
 
 
 class ConfigError(ValueError):
@@ -74,7 +110,7 @@ class TrainSettings:
     schedule_options: dict = field(default_factory=dict)
     online_difficulty: bool = True
     skip_solved: bool = False
-    reward: str = "accuracy:1,format:1"
+    reward: str = "accuracy:1"
     reward_options: dict = field(default_factory=dict)
     max_prompt_length: int = 512
     lora: str | dict | None = None
@@ -127,12 +163,27 @@ def load_recipe(path: str | Path) -> tuple[TrainSettings, dict]:
     if "train" in data:  # a pipeline file or a resolved config.yaml: other stages' keys are not ours
         section = data.get("train") or {}
         extras = {key: data[key] for key in ("model", "buckets") if data.get(key) is not None}
+        if isinstance(section, dict) and isinstance(data.get("sampling"), dict):
+            section = with_sampling(section, data["sampling"])
     else:
         section = dict(data)
         extras = {key: section.pop(key) for key in ("model", "buckets") if key in section}
     if not isinstance(section, dict):
         raise ConfigError(f"recipe {path}: `train` must be a mapping")
     return TrainSettings.from_dict(section, source=str(path)), extras
+
+
+def with_sampling(section: dict, sampling: dict) -> dict:
+    """A copy of a train section whose `grpo` takes the shared sampling block's values where it sets none."""
+    section = copy.deepcopy(section)
+    grpo = section.get("grpo") or {}
+    if not isinstance(grpo, dict):
+        return section  # TrainSettings.from_dict names the error
+    for key, value in sampling.items():
+        if key in SAMPLING_TO_GRPO and value is not None:
+            grpo.setdefault(SAMPLING_TO_GRPO[key], value)
+    section["grpo"] = grpo
+    return section
 
 
 def apply_overrides(settings: TrainSettings, assignments: list[str] | tuple[str, ...]) -> TrainSettings:
@@ -208,9 +259,31 @@ def grpo_inputs(settings: TrainSettings, *, has_gpu: bool) -> dict:
     values.update(given)
     if "per_device_train_batch_size" not in given and "generation_batch_size" not in given:
         values["per_device_train_batch_size"] = values["num_generations"]  # one prompt group per micro-batch
+        if "gradient_accumulation_steps" not in given and "steps_per_generation" not in given:
+            values["gradient_accumulation_steps"] = DEFAULT_PROMPTS_PER_STEP  # groups per optimizer step
     if values.get("report_to") in (["tensorboard"], "tensorboard") and not _has_tensorboard():
         values["report_to"] = "none"
     return values
+
+
+def prompts_per_step(grpo_config) -> float:
+    """Prompt groups behind one optimizer step: completions per step / completions per prompt."""
+    completions = (grpo_config.per_device_train_batch_size * grpo_config.world_size
+                   * grpo_config.gradient_accumulation_steps)
+    return completions / grpo_config.num_generations
+
+
+def batch_warning(grpo_config) -> str | None:
+    """A sentence when an optimizer step sees fewer than `MIN_PROMPTS_PER_STEP` prompts, else None."""
+    prompts = prompts_per_step(grpo_config)
+    if prompts >= MIN_PROMPTS_PER_STEP:
+        return None
+    return (f"each optimizer step sees {prompts:g} prompt(s) (per_device_train_batch_size "
+            f"{grpo_config.per_device_train_batch_size} x {grpo_config.world_size} process(es) x "
+            f"gradient_accumulation_steps {grpo_config.gradient_accumulation_steps} / num_generations "
+            f"{grpo_config.num_generations}); a group whose completions all pass or all fail has no advantage, so "
+            f"with so few prompts many steps get little or no gradient. Use at least {MIN_PROMPTS_PER_STEP} "
+            "prompts per step, e.g. raise gradient_accumulation_steps")
 
 
 def grpo_field_types() -> dict[str, Any]:

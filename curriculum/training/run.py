@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curriculum.training.config import ConfigError, TrainSettings, resolve_grpo_config, save_resolved
+from curriculum.training.config import (
+    ConfigError,
+    TrainSettings,
+    batch_warning,
+    resolve_grpo_config,
+    save_resolved,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +117,9 @@ def prepare(buckets: str | Path, model: str, out: str | Path, settings: TrainSet
         raise ConfigError("give reward weights in the reward spec (accuracy:1,format:1), not grpo.reward_weights")
     grpo_settings.grpo["reward_weights"] = list(weights)
     grpo_config = resolve_grpo_config(grpo_settings, out_dir)
+    if grpo_config.process_index == 0:  # once, not once per process
+        for warning in setup_warnings(reward_funcs, dataset, tokenizer, grpo_config):
+            logger.warning(warning)
 
     selection, schedule, peft_config = _parameter_plan(settings, model_path, grpo_config)
 
@@ -296,6 +305,54 @@ def _prompt_token_ids(tokenizer, prompts) -> list[list[int]]:
                                                     return_dict=True)
             out.append(list(encoded["input_ids"]))
     return out
+
+
+def setup_warnings(reward_funcs, dataset, tokenizer, grpo_config) -> list[str]:
+    """What can run but will train badly: too few prompts per step, rewards the prompts do not ask for."""
+    warnings = [batch_warning(grpo_config)]
+    sample = dataset.select(range(min(8, len(dataset))))["prompt"]
+    warnings += check_prompt_tags(reward_funcs, sample, tokenizer)
+    return [warning for warning in warnings if warning]
+
+
+def check_prompt_tags(reward_funcs, prompts, tokenizer) -> list[str]:
+    """Rewards that check for tags (`format`, `tag_count`) against what the prompts ask for and what the chat
+    template writes itself: a tag that neither the prompt's words nor the template provide is never produced
+    on purpose, and a template that opens `<think>` needs the reward's `prefilled_think`.
+
+    `prompts` are a few rows of the dataset's `prompt` column (conversational or plain strings); a tag counts
+    as asked when every one of them names it.
+    """
+    from curriculum.prompts import THINK_TAGS, asked_tags, prefilled_think
+
+    checking = [reward for reward in reward_funcs if getattr(reward, "tags", ())]
+    if not checking or not len(prompts):
+        return []
+    asked = set.intersection(*(asked_tags(prompt) for prompt in prompts))
+    prefilled = not isinstance(prompts[0], str) and prefilled_think(tokenizer, prompts[0])
+    messages = []
+    for reward in checking:
+        name = getattr(reward, "__name__", type(reward).__name__)
+        assumes_prefill = bool(getattr(reward, "prefilled_think", False))
+        if prefilled and not assumes_prefill:
+            messages.append(
+                f"the chat template opens the assistant turn with {THINK_TAGS[0]}, so completions never contain it "
+                f"and reward {name!r} cannot give full credit: set reward_options: {{{name}: {{prefilled_think: true}}}}"
+            )
+        elif assumes_prefill and not prefilled:
+            messages.append(
+                f"reward {name!r} has prefilled_think: true, but the chat template does not open the assistant turn "
+                f"with {THINK_TAGS[0]}: it credits completions that never open the think block; set it to false"
+            )
+        missing = [tag for tag in reward.tags if tag not in asked and not (prefilled and tag == THINK_TAGS[0])]
+        if missing:
+            messages.append(
+                f"reward {name!r} checks for {' '.join(missing)}, which the prompt never asks for, so the model has "
+                "no reason to write them: build the buckets with a prompt that asks for them (the `think-answer` "
+                "template: `prompt: think-answer` in a pipeline, `--prompt-config` for score and build) or drop "
+                "the reward"
+            )
+    return messages
 
 
 def _check_schedule(settings: TrainSettings) -> None:

@@ -1,4 +1,4 @@
-"""`curriculum compare`: train every schedule at identical compute, evaluate each, report the difference."""
+"""`curriculum compare`: train every arm at identical compute, evaluate each along the way, report the study."""
 
 from __future__ import annotations
 
@@ -22,25 +22,33 @@ def _seeds(ctx, param, value: str) -> list[int]:
 
 
 @click.command("compare")
-@click.option("--buckets", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Buckets dataset from `curriculum build` (the same data for every arm).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A study file (with `arms:`; see below), or a training recipe / pipeline YAML shared by every "
+                   "arm: rewards, LoRA, grpo settings, ...")
+@click.option("--buckets", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Buckets dataset from `curriculum build` (for every arm without its own).")
 @click.option("--model", "-m", default="smollm2-135m", show_default=True, help="Model every arm starts from.")
 @click.option("--schedules", default="linear,uniform", show_default=True,
-              help="Comma-separated schedules to compare (e.g. linear,uniform,root_p,adaptive).")
-@click.option("--baseline", default="uniform", show_default=True, help="The schedule the others are compared to.")
-@click.option("--steps", type=click.IntRange(min=1), required=True, help="GRPO optimizer steps per arm.")
+              help="Without a study file: one arm per schedule (e.g. linear,uniform,root_p,adaptive).")
+@click.option("--baseline", default="uniform", show_default=True, help="The arm the others are compared to.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="GRPO optimizer steps per arm.")
 @click.option("--seeds", default="0", show_default=True, callback=_seeds,
-              help="Comma-separated training seeds; every schedule runs once per seed (e.g. 0,1,2).")
+              help="Comma-separated training seeds; every arm runs once per seed (e.g. 0,1,2).")
 @click.option("--num-generations", type=click.IntRange(min=2), default=4, show_default=True,
               help="Completions per prompt (GRPO group size), the same for every arm.")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Training recipe (or pipeline YAML) shared by every arm: rewards, LoRA, grpo settings, ...")
+@click.option("--eval-every", type=click.IntRange(min=1), default=None,
+              help="Save a checkpoint every N steps and evaluate it: learning curves (step 0 = the untrained model).")
+@click.option("--scores", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The scores parquet behind the buckets: its summed `n` is counted as every scored arm's "
+                   "scoring rollouts.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Override a shared training setting or GRPOConfig field, e.g. --set max_completion_length=96.")
 @click.option("--benchmarks", "-b", default="gsm8k", show_default=True,
               help=f"Evaluation sets: {', '.join(BENCHMARKS)}, or .parquet/.jsonl problems files.")
 @click.option("--heldout", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="A held-out buckets dataset to evaluate too, per difficulty bucket.")
+              help="A buckets dataset whose held-out split is evaluated too (as `heldout`), per difficulty bucket.")
+@click.option("--primary", default=None,
+              help="The eval set of the study statistics (default: heldout when evaluated, else the first benchmark).")
 @click.option("--samples", "-k", type=click.IntRange(min=1), default=4, show_default=True,
               help="Evaluation samples per problem.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="First N problems of each benchmark.")
@@ -48,24 +56,49 @@ def _seeds(ctx, param, value: str) -> list[int]:
 @click.option("--eval-temperature", type=float, default=0.6, show_default=True)
 @click.option("--eval-seed", type=int, default=0, show_default=True, help="Evaluation sampling and bootstrap seed.")
 @click.option("--eval-engine", type=click.Choice(["hf", "vllm", "openai"]), default="hf", show_default=True)
-@click.option("--no-base", is_flag=True, help="Skip evaluating the untrained model for reference.")
+@click.option("--no-base", is_flag=True, help="Skip evaluating the untrained model (step 0 of the curves).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Local data directory with eval/*.jsonl (default: $CURRICULUM_DATA_DIR).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory for the arms, comparison.json and report/.")
+              help="Directory for the arms, comparison.json, study.json and report/.")
+@click.option("--study-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the study summary here (e.g. reports/curriculum-study.json).")
 @click.option("--report-only", is_flag=True, help="Only re-render the report from an existing comparison.json.")
-def compare(buckets, model, schedules, baseline, steps, seeds, num_generations, config_path, assignments,
-            benchmarks, heldout, samples, limit, eval_max_tokens, eval_temperature, eval_seed, eval_engine, no_base,
-            data_dir, out, report_only):
-    """Compare curriculum schedules at identical compute.
+@click.pass_context
+def compare(ctx, config_path, buckets, model, schedules, baseline, steps, seeds, num_generations, eval_every, scores,
+            assignments, benchmarks, heldout, primary, samples, limit, eval_max_tokens, eval_temperature, eval_seed,
+            eval_engine, no_base, data_dir, out, study_json, report_only):
+    """Compare curriculum arms at identical compute: a study from one command.
 
-    Trains one run per schedule and seed with the same buckets, model, steps, group size, rewards and GRPO
-    settings (only the schedule differs), evaluates each with the same harness, and writes one report:
-    training curves on one plot, final accuracy with 95% intervals, and each schedule minus the baseline
-    with a paired bootstrap interval over problems (saying plainly when it is not significant), plus the
-    compute used. Finished arms are skipped when the command is rerun.
+    An arm is a name and what its training does differently: schedule, schedule_options, online_difficulty,
+    skip_solved, and optionally its own buckets. Everything else (model, steps, group size, prompts per
+    step, rewards, GRPO settings, seeds) is shared, and a study that varies it is refused. Every arm and seed
+    is trained, its checkpoints (every --eval-every steps) and final model evaluated with one harness, and
+    the report gives per arm: final accuracy with a 95% interval and per seed, the paired difference to the
+    baseline, learning curves against training and total (scoring + training) rollouts, the rollouts needed
+    to reach the baseline's final accuracy with a bootstrap interval, and the zero-advantage share. Finished
+    trainings and evaluations are skipped when the command is rerun; an interrupted training resumes from
+    its last checkpoint.
 
     \b
+    A study file (options given on the command line win over it):
+        steps: 40
+        seeds: [0, 1]
+        eval_every: 10
+        buckets: runs/x/buckets
+        scores: runs/x/scores.parquet
+        train: {grpo: {learning_rate: 1.0e-6}}
+        arms:
+          uniform-all:      {schedule: uniform, online_difficulty: false,
+                             buckets: runs/x/buckets-all, needs_scoring: false}
+          uniform-filtered: {schedule: uniform, online_difficulty: false}
+          linear:           {schedule: linear, online_difficulty: false}
+          linear-online:    {schedule: linear, online_difficulty: true}
+        baseline: uniform-all
+
+    \b
+        curriculum compare --config study.yaml --heldout runs/x/buckets --out runs/study \\
+            --study-json reports/curriculum-study.json
         curriculum compare --buckets runs/demo-cpu/buckets --schedules linear,uniform --steps 20 \\
             --seeds 0,1 --benchmarks gsm8k --limit 50 --samples 4 --out runs/compare
     """
@@ -86,26 +119,51 @@ def compare(buckets, model, schedules, baseline, steps, seeds, num_generations, 
     from curriculum.training.run import TrainSetupError
     from curriculum.verify import VerificationError
 
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+
     try:
+        study: dict = {}
         recipe = TrainSettings()
-        if config_path:
+        if config_path and lib.is_study_file(config_path):
+            study, section = lib.read_study(config_path)
+            recipe = TrainSettings.from_dict(section, source=str(config_path))
+            if given("schedules"):
+                raise lib.CompareError("--schedules and a study file's `arms:` both name the arms; use one")
+        elif config_path:
             recipe, _ = load_recipe(config_path)
         recipe = apply_overrides(recipe, list(assignments))
-        shared = _shared_recipe(recipe)
-        settings = lib.CompareSettings(
-            buckets=str(buckets), out=str(out), model=model, schedules=_list(schedules), baseline=baseline,
-            seeds=seeds, steps=steps, num_generations=num_generations, train=shared, benchmarks=_list(benchmarks),
-            heldout=str(heldout) if heldout else None,
-            eval=EvalSettings(samples=samples, limit=limit, max_tokens=eval_max_tokens, temperature=eval_temperature,
-                              seed=eval_seed),
-            eval_engine=eval_engine, eval_base=not no_base, data_dir=str(data_dir) if data_dir else None,
-        )
-    except (ConfigError, lib.CompareError, EvaluationError) as error:
+        cli = {"buckets": str(buckets) if buckets else None, "model": model, "baseline": baseline, "steps": steps,
+               "seeds": seeds, "num_generations": num_generations, "eval_every": eval_every,
+               "scores": str(scores) if scores else None, "benchmarks": _list(benchmarks),
+               "heldout": str(heldout) if heldout else None, "primary": primary, "eval_engine": eval_engine,
+               "eval_base": not no_base, "data_dir": str(data_dir) if data_dir else None}
+        option = {"eval_base": "no_base"}
+        values = {key: value for key, value in cli.items()
+                  if given(option.get(key, key)) or key not in study}
+        values = {**study, **values}
+        harness = dict(study.get("eval") or {})
+        for field, name, value in (("samples", "samples", samples), ("limit", "limit", limit),
+                                   ("max_tokens", "eval_max_tokens", eval_max_tokens),
+                                   ("temperature", "eval_temperature", eval_temperature),
+                                   ("seed", "eval_seed", eval_seed)):
+            if given(name) or field not in harness:
+                harness[field] = value
+        values["eval"] = EvalSettings(**harness)
+        if values.get("steps") is None:
+            raise lib.CompareError("give the number of training steps: --steps N (or `steps:` in the study file)")
+        if "arms" not in values:
+            values["schedules"] = _list(schedules)
+        settings = lib.CompareSettings(out=str(out), train=_shared_recipe(recipe), **values)
+    except (ConfigError, lib.CompareError, EvaluationError, TypeError) as error:
         raise click.UsageError(str(error)) from error
 
-    arms = len(settings.schedules) * len(settings.seeds)
-    click.echo(f"compare {', '.join(settings.schedules)} (baseline {settings.baseline}) x seeds {settings.seeds}: "
-               f"{arms} training runs of {steps} steps, {num_generations} completions per prompt -> {out}")
+    runs = len(settings.arms) * len(settings.seeds)
+    points = len(settings.checkpoint_steps()) + 1
+    click.echo(f"compare {', '.join(arm.name for arm in settings.arms)} (baseline {settings.baseline}) x seeds "
+               f"{settings.seeds}: {runs} training runs of {settings.steps} steps, {settings.num_generations} "
+               f"completions per prompt, {runs * points} evaluations"
+               + (" + the untrained model" if settings.eval_base else "") + f" -> {out}")
     bar = _Bar()
 
     def on_event(arm: str, message: str) -> None:
@@ -116,12 +174,15 @@ def compare(buckets, model, schedules, baseline, steps, seeds, num_generations, 
               VerificationError)
     try:
         comparison = lib.run_compare(settings, on_event=on_event, on_progress=bar)
+        if study_json:
+            lib.write_study_json(comparison, study_json)
     except errors as error:
         raise click.ClickException(f"{error}\n(finished arms are kept; rerun the same command to continue)") from error
     finally:
         bar.close()
     _print(comparison)
-    click.echo(f"\nreport: {Path(out) / 'report' / 'report.md'} (single file: {Path(out) / 'report' / 'report.html'})")
+    click.echo(f"\nreport: {Path(out) / 'report' / 'report.md'} (single file: {Path(out) / 'report' / 'report.html'})"
+               f"; study: {study_json or Path(out) / lib.STUDY}")
 
 
 def _shared_recipe(recipe) -> dict:
@@ -157,16 +218,28 @@ class _Bar:
 
 
 def _print(comparison: dict) -> None:
+    from curriculum.compare import fmt_reach
     from curriculum.reports import fmt_difference, fmt_interval
 
-    print_table(["schedule", "benchmark", "avg@k % [95% CI]"],
-                [[schedule, name, fmt_interval(value)] for schedule, by_name in comparison["accuracy"].items()
-                 for name, value in by_name.items()])
-    for schedule, by_name in comparison["differences"].items():
-        for name, diff in by_name.items():
+    print_table(["arm", "benchmark", "avg@k % [95% CI]"],
+                [[name, benchmark, fmt_interval(value)] for name, by_name in comparison["accuracy"].items()
+                 for benchmark, value in by_name.items()])
+    for name, by_name in comparison["differences"].items():
+        for benchmark, diff in by_name.items():
             verdict = "significant" if diff["significant"] else "not significant"
-            click.echo(f"{schedule} - {comparison['settings']['baseline']} on {name}: {fmt_difference(diff)} "
+            click.echo(f"{name} - {comparison['settings']['baseline']} on {benchmark}: {fmt_difference(diff)} "
                        f"({verdict}, bootstrap p = {diff['p_value']:.3f})")
+    study = comparison.get("study")
+    if study:
+        click.echo(f"\nrollouts to reach {study['baseline']}'s final {study['benchmark']} accuracy "
+                   f"({100 * study['target']:.1f}%), median [95% interval]:")
+        print_table(["arm", "train rollouts", "scoring rollouts", "to reach (train)", "to reach (total)", "reached",
+                     "zero-adv share"],
+                    [[name, f"{arm['train_rollouts']:,}", f"{arm['scoring_rollouts']:,}",
+                      fmt_reach(arm["rollouts_to_reach_baseline"]), fmt_reach(arm["rollouts_to_reach_baseline"]["total"]),
+                      f"{100 * arm['rollouts_to_reach_baseline']['reached_frac']:.0f}%",
+                      "–" if arm["zero_adv_share"] is None else f"{arm['zero_adv_share']:.2f}"]
+                     for name, arm in study["arms"].items()])
     compute = comparison["compute"]
     click.echo(f"compute: {compute['arms']} runs, {compute['total_steps']} steps, {compute['total_completions']:,} "
                f"completions, {compute['total_completion_tokens']:,} completion tokens, "

@@ -166,8 +166,8 @@ def test_shipped_recipes_are_valid(recipe):
     from curriculum.prompts import asked_tags
     from curriculum.rewards import parse_reward_spec
 
-    funcs, _ = parse_reward_spec(config.train.get("reward", "accuracy:1"), options={"cosine": {"max_len": 8}, **{
-        name: value for name, value in (config.train.get("reward_options") or {}).items() if name != "cosine"}})
+    options = {"cosine": {"max_len": 8}, **(config.train.get("reward_options") or {})}
+    funcs, _ = parse_reward_spec(config.train.get("reward", "accuracy:1"), options=options)
     asked = asked_tags(config.template.messages("1 + 1?"))
     for func in funcs:
         assert set(getattr(func, "tags", ())) <= asked, (recipe.name, func.__name__)

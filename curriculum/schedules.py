@@ -244,6 +244,7 @@ def _to_probabilities(mass: np.ndarray) -> np.ndarray:
 
 
 def schedule_names() -> list[str]:
+    """The registered schedule names, for `--schedule` and recipes."""
     return [*SCHEDULES, "adaptive"]
 
 

@@ -7,16 +7,18 @@ work as written. The resolved recipe is written to `<out>/config.yaml` and can b
 rerun the same thing.
 
 Defaults. Where TRL 1.16's GRPOConfig default differs from the open-rs recipe (knoveleng/open-rs,
-recipes/grpo.yaml, trained with TRL at commit 69ad852, v0.15.0+32), open-rs wins: lr 1e-6 (1e-5 under
-LoRA); temperature 0.7 (TRL: 1.0); beta 0.04 (TRL: 0.0); cosine_with_min_lr down to 10% of the peak lr after
-10% warm-up (TRL: linear, no warm-up); 6 completions per prompt (TRL: 8); the cosine reward's length scale
-= max completion length. bf16 and gradient checkpointing default on only where a GPU is present. Left at
-TRL 1.16's value because open-rs had the same: top_p 1.0 (open-rs set none; vLLM's default is 1.0),
-top_k off, rewards scaled by the group's std (`scale_rewards="group"`, std + 1e-4 in both), weighted sum of
-rewards before that scaling, epsilon 0.2, one update per generation (`num_iterations=1`), truncated
-completions kept in the loss, dropout as the model configures it.
+recipes/grpo.yaml; TRL at commit 69ad852, v0.15.0+32, as pinned in a fork's copy of open-rs's setup.py, the
+original file was not at hand), open-rs wins: lr 1e-6 (1e-5 under LoRA); temperature 0.7 (TRL: 1.0); beta
+0.04 (TRL: 0.0); cosine_with_min_lr down to 10% of the peak lr after 10% warm-up (TRL: linear, no warm-up);
+6 completions per prompt (TRL: 8); the cosine reward's length scale = max completion length. bf16 and
+gradient checkpointing default on only where a GPU is present. Left at TRL 1.16's value because open-rs had
+the same: top_p 1.0 (open-rs set none; vLLM's default is 1.0), top_k off, rewards scaled by the group's std
+(`scale_rewards="group"`, std + 1e-4 in both), weighted sum of rewards before that scaling, epsilon 0.2, one
+update per generation (`num_iterations=1`), truncated completions kept in the loss, dropout as the model
+configures it.
 
-What still differs from open-rs, on purpose (a recipe can set each; `pipelines/open-rs-1.5b.yaml` does):
+What still differs from open-rs, on purpose (`pipelines/open-rs-1.5b.yaml` sets batch, loss, length, reward
+and prompt back to open-rs's):
 - batch: 4 prompts per optimizer step by default (one prompt group of 6 per micro-batch, 4 accumulation
   steps: 24 completions), not open-rs's 12 prompts (3 processes x 6 completions x 4 accumulation = 72):
   enough that one all-pass or all-fail group does not leave a step without gradient, small enough for one
@@ -31,7 +33,7 @@ What still differs from open-rs, on purpose (a recipe can set each; `pipelines/o
   `format:1,cosine:2` with a system prompt asking for <think>/<answer> tags (the `think-answer` prompt).
 - with vLLM, TRL 1.16 corrects for the sampler/trainer log-prob mismatch
   (`vllm_importance_sampling_correction=True`); open-rs's TRL had no such correction.
-- seed 42 and a checkpoint every 50 steps as in open-rs; TensorBoard instead of Weights & Biases.
+- logging to TensorBoard instead of Weights & Biases (seed 42 and a checkpoint every 50 steps as in open-rs).
 Not verified: the exact TRL/vLLM versions behind Tina's recipe (tina-lora-1.5b.yaml assumes open-rs's).
 
 Sampling. A pipeline's top-level `sampling:` block (temperature, top_p, max_tokens) is shared by score,

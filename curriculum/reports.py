@@ -604,7 +604,7 @@ def eval_table(evals: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
 
 def difference_rows(evals: dict[str, dict], first: str, second: str) -> list[list[str]]:
     """Per benchmark: second minus first on the same problems with a paired bootstrap interval."""
-    from curriculum.evaluation import paired_bootstrap_difference
+    from curriculum.stats import paired_bootstrap_difference
 
     rows = []
     a, b = evals.get(first, {}).get("benchmarks", {}), evals.get(second, {}).get("benchmarks", {})

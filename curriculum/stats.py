@@ -1,5 +1,7 @@
-"""Binomial confidence intervals for pass rates (k successes in n rollouts).
+"""The statistics every number of this package carries: binomial intervals for pass rates, bootstrap
+intervals over problems for avg@k, paired differences, pass@k and majority vote.
 
+Binomial confidence intervals for pass rates (k successes in n rollouts):
 Scoring and evaluation both report a pass rate with an interval. The Wald interval (p ± z·se) collapses to a
 point at k = 0 or k = n, exactly where small models live, so we use the two intervals Brown, Cai and DasGupta
 (2001) recommend: Wilson (closed form) and Jeffreys (equal-tailed Beta(k + 1/2, n - k + 1/2) posterior
@@ -8,12 +10,17 @@ interval, with the bound at an observed 0 or 1 pinned there). Both accept scalar
 
 from __future__ import annotations
 
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 IntervalMethod = Literal["wilson", "jeffreys"]
 INTERVAL_METHODS: tuple[str, ...] = ("wilson", "jeffreys")
+DEFAULT_RESAMPLES = 2000
 
 
 def _check(k, n, confidence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -72,3 +79,126 @@ def binomial_interval(k, n, *, method: IntervalMethod = "wilson", confidence: fl
     if method == "jeffreys":
         return jeffreys_interval(k, n, confidence)
     raise ValueError(f"unknown interval method {method!r}; expected one of {', '.join(INTERVAL_METHODS)}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Over problems: avg@k, paired differences, pass@k, majority vote
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a two-sided interval at `confidence`."""
+
+    mean: float
+    low: float
+    high: float
+    confidence: float
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "ci_low": self.low, "ci_high": self.high}
+
+
+def bootstrap_interval(
+    values: Sequence[float], *, confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+) -> Interval:
+    """Percentile bootstrap interval of the mean of per-problem values (resampling problems).
+
+    `values` holds one number per problem (e.g. its fraction of correct samples), so the k samples of a
+    problem travel together and their correlation widens the interval as it should.
+    """
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return Interval(math.nan, math.nan, math.nan, confidence)
+    means = _bootstrap_means(data, resamples, seed)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return Interval(float(data.mean()), float(low), float(high), confidence)
+
+
+def _bootstrap_means(data: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
+
+
+def clustered_interval(correct: Sequence[int], n: int | Sequence[int], *, confidence: float = 0.95) -> Interval:
+    """Normal interval for avg@k with the standard error of per-problem means (problems are the clusters).
+
+    With `correct[i]` passes out of `n` samples for problem i, the estimate is the mean of c_i / n and its
+    standard error is sd(c_i / n) / sqrt(#problems): k samples of one problem count as one observation of
+    that problem's pass rate, not as k independent ones. Clipped to [0, 1].
+    """
+    from scipy.stats import norm
+
+    counts = np.asarray(correct, dtype=float)
+    totals = np.broadcast_to(np.asarray(n, dtype=float), counts.shape)
+    if counts.size == 0:
+        return Interval(math.nan, math.nan, math.nan, confidence)
+    rates = counts / totals
+    mean = float(rates.mean())
+    if counts.size < 2:
+        return Interval(mean, 0.0, 1.0, confidence)
+    stderr = float(rates.std(ddof=1) / math.sqrt(counts.size))
+    z = float(norm.ppf(0.5 + confidence / 2.0))
+    return Interval(mean, max(0.0, mean - z * stderr), min(1.0, mean + z * stderr), confidence)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased estimate of pass@k from n samples with c correct (Chen et al. 2021, eq. 1).
+
+    1 - C(n - c, k) / C(n, k), computed as a running product so large n does not overflow.
+    """
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def pass_k_values(samples: int) -> list[int]:
+    """The k for which pass@k is reported: powers of two up to `samples`, and `samples` itself."""
+    values = [2**i for i in range(int(math.log2(samples)) + 1)] if samples >= 1 else []
+    if samples not in values:
+        values.append(samples)
+    return values
+
+
+def normalize_answer(answer: str) -> str:
+    """Key used to group equal extracted answers for majority voting (whitespace and `$` are cosmetic)."""
+    return "".join(answer.split()).strip("$").rstrip(".")
+
+
+def majority_vote(predicted: Sequence[str | None], correct: Sequence[bool]) -> bool:
+    """maj@k for one problem: is the most common extracted answer a correct one?
+
+    Samples without an answer do not vote; ties go to the answer seen first, so the vote is deterministic.
+    """
+    keys = [normalize_answer(p) if p else None for p in predicted]
+    votes = Counter(key for key in keys if key)
+    if not votes:
+        return False
+    best = max(votes.values())
+    winner = next(key for key in keys if key and votes[key] == best)
+    return any(ok for key, ok in zip(keys, correct, strict=True) if key == winner)
+
+
+def paired_bootstrap_difference(
+    a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> dict:
+    """Mean of a - b over the same problems with a paired bootstrap interval (problems resampled jointly).
+
+    Returns mean, ci_low, ci_high, p_value (two-sided bootstrap: twice the smaller tail share beyond 0) and
+    `significant` (the interval excludes 0).
+    """
+    first, second = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if first.shape != second.shape:
+        raise ValueError(f"paired bootstrap needs the same problems on both sides, got {first.size} and {second.size}")
+    diff = first - second
+    if diff.size == 0:
+        return {"mean": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan,
+                "significant": False, "n_problems": 0}
+    interval = bootstrap_interval(diff, confidence=confidence, resamples=resamples, seed=seed)
+    means = _bootstrap_means(diff, resamples, seed)
+    p_value = float(min(1.0, 2.0 * min((means <= 0).mean(), (means >= 0).mean())))
+    significant = bool(interval.low > 0 or interval.high < 0)
+    return {**interval.to_dict(), "p_value": p_value, "significant": significant, "n_problems": int(diff.size)}

@@ -9,17 +9,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from curriculum.evaluation import (
-    EvalSettings,
-    EvaluationError,
+from curriculum.evaluation import EvalSettings, EvaluationError, load_eval_set, summarize
+from curriculum.stats import (
     bootstrap_interval,
     clustered_interval,
-    load_eval_set,
     majority_vote,
     paired_bootstrap_difference,
     pass_at_k,
     pass_k_values,
-    summarize,
 )
 
 # ----------------------------------------------------------------------------------------------------------

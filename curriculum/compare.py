@@ -485,11 +485,22 @@ def _train_arm(settings: CompareSettings, arm: Arm, seed: int, directory: Path, 
     directory.mkdir(parents=True, exist_ok=True)
     if not resume and (directory / reports.METRICS).exists():
         (directory / reports.METRICS).unlink()  # a run interrupted before its first checkpoint starts over
+    # What training rewrites must be evaluated again: checkpoints after the one it resumes from, the final model.
+    kept = max((_step_of(path) for path in checkpoints), default=0)
+    for path in [eval_path(directory, None), *directory.glob("eval-step-*.json")]:
+        if path.name == FINAL_EVAL or _step_of(path) > kept:
+            path.unlink(missing_ok=True)
     _write_json(started, {"fingerprint": fingerprint})
     emit(f"{counter} training {settings.steps} steps" + (" (resuming from the last checkpoint)" if resume else ""))
     began = time.perf_counter()
     train(settings.arm_buckets(arm), settings.model, directory, settings.train_settings(arm, seed), resume=resume)
     _write_json(marker, {"fingerprint": fingerprint, "wall_s": round(time.perf_counter() - began, 1)})
+
+
+def _step_of(path: Path) -> int:
+    """The step in `checkpoint-N` or `eval-step-N.json` (-1 when the name holds none)."""
+    match = re.search(r"-(\d+)(?:\.json)?$", path.name)
+    return int(match.group(1)) if match else -1
 
 
 def _write_json(path: Path, data: dict) -> Path:

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import json
+import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from curriculum import buckets as lib
 from curriculum.cli import cli
-from curriculum.compare import CompareError, CompareSettings, run_compare, write_compare_report
+from curriculum.compare import (
+    DONE,
+    Arm,
+    CompareError,
+    CompareSettings,
+    bootstrap_curves,
+    first_crossing,
+    fmt_reach,
+    read_study,
+    rollouts_to_reach,
+    run_compare,
+    write_compare_report,
+)
 from curriculum.evaluation import EvalSettings
 
 
@@ -107,3 +122,192 @@ def test_cli_report_only_and_bad_input(compared):
     bad = CliRunner().invoke(cli, ["compare", "--buckets", str(root / "buckets"), "--steps", "2", "--seeds", "a",
                                    "--out", str(root / "x")])
     assert bad.exit_code != 0 and "comma-separated integers" in bad.output and "Traceback" not in bad.output
+
+
+# --------------------------------------------------------------------------------------------------
+# the rollouts-to-reach statistic, on hand-made curves with known answers
+
+
+def _curve(values, seeds=2, problems=5):
+    """(seeds, points, problems): every problem and seed at the given accuracy per point."""
+    return np.tile(np.asarray(values, dtype=float)[None, :, None], (seeds, 1, problems))
+
+
+def test_an_arm_at_half_the_rollouts_needs_half():
+    x = np.array([0.0, 50.0, 100.0])
+    result = rollouts_to_reach({"uniform": _curve([0.2, 0.4, 0.6]), "fast": _curve([0.2, 0.6, 0.7]),
+                                "between": _curve([0.2, 0.5, 0.8]), "never": _curve([0.2, 0.3, 0.5])},
+                               {"uniform": x, "fast": x, "between": x, "never": x}, "uniform",
+                               offsets={"uniform": 0, "fast": 30, "between": 30, "never": 30}, resamples=200)
+    fast = result["fast"]
+    assert fast["target"] == pytest.approx(0.6)
+    assert fast["median"] == pytest.approx(50) and fast["relative"]["median"] == pytest.approx(0.5)
+    assert fast["ci_low"] == fast["ci_high"] == pytest.approx(50) and fast["reached_frac"] == 1.0
+    assert fast["total"]["median"] == pytest.approx(80) and fast["total"]["relative"]["median"] == pytest.approx(0.8)
+    assert result["between"]["median"] == pytest.approx(50 + 50 / 3)  # linear between 0.5 at 50 and 0.8 at 100
+    assert result["uniform"]["median"] == pytest.approx(100) and result["uniform"]["relative"]["median"] == 1.0
+    never = result["never"]
+    assert never["median"] is None and never["ci_high"] is None and never["reached_frac"] == 0.0
+    assert fmt_reach(never) == "not reached" and fmt_reach(fast) == "50 [50, 50]"
+
+
+def test_rollouts_to_reach_interval_covers_the_noise():
+    rng = np.random.default_rng(0)
+    problems = rng.uniform(0.1, 0.9, size=40)  # problems differ; the arm gets there at half the compute
+    base = np.stack([np.stack([0.5 * problems, 0.75 * problems, problems]) for _ in range(3)])
+    fast = np.stack([np.stack([0.5 * problems, problems, 1.1 * problems]) for _ in range(3)])
+    fast = fast + rng.normal(0, 0.05, size=fast.shape)
+    x = np.array([0.0, 10.0, 20.0])
+    result = rollouts_to_reach({"u": base, "c": fast}, {"u": x, "c": x}, "u", resamples=400)["c"]
+    assert result["ci_low"] <= result["estimate"] <= result["ci_high"]
+    assert result["relative"]["median"] == pytest.approx(0.5, abs=0.1) and result["reached_frac"] > 0.9
+    draws = bootstrap_curves({"u": base, "c": fast}, resamples=50)
+    assert draws["u"].shape == (50, 3)
+    assert first_crossing(np.array([[0.7, 0.8]]), np.array([0.0, 5.0]), np.array([0.6]))[0] == 0.0  # at step 0
+
+
+def test_per_arm_keys_that_must_be_shared_are_refused(tmp_path, tiny_buckets, tiny_model_dir):
+    with pytest.raises(CompareError, match="arm 'linear' sets `learning_rate`.*every arm must share"):
+        Arm.from_dict("linear", {"schedule": "linear", "learning_rate": 1e-5})
+    with pytest.raises(CompareError, match="arm 'fast' sets `num_generations`"):
+        Arm.from_dict("fast", {"schedule": "linear", "num_generations": 8})
+    with pytest.raises(CompareError, match="did you mean online_difficulty"):
+        Arm.from_dict("x", {"schedule": "linear", "online_dificulty": True})
+    study = tmp_path / "study.yaml"
+    study.write_text("steps: 2\narms:\n  a: {schedule: uniform}\n  b: {schedule: linear, reward: format:1}\n")
+    with pytest.raises(CompareError, match="arm 'b' sets `reward`"):
+        read_study(study)
+    study.write_text("steps: 2\ntrain: {online_difficulty: false}\narms:\n  a: {schedule: uniform}\n"
+                     "  b: {schedule: linear}\n")
+    with pytest.raises(CompareError, match="per-arm setting"):
+        read_study(study)
+    root, bench = tiny_buckets
+    with pytest.raises(CompareError, match="needs scoring"):
+        _settings(root, bench, tiny_model_dir, arms={"a": {"schedule": "uniform", "needs_scoring": True},
+                                                       "b": {"schedule": "linear"}}, baseline="a")
+    with pytest.raises(CompareError, match="save_steps is set by compare"):
+        _settings(root, bench, tiny_model_dir, eval_every=1)  # the recipe above sets save_steps itself
+    study.write_text(f"steps: 2\nbuckets: {root / 'buckets'}\narms:\n  a: {{schedule: uniform}}\n"
+                     "  b: {schedule: linear, grpo: {beta: 0.1}}\nbaseline: a\n")
+    result = CliRunner().invoke(cli, ["compare", "--config", str(study), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "arm 'b' sets `grpo`" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# a study from one command: 3 arms x 2 seeds, checkpoints every step, resumable
+
+
+@pytest.fixture(scope="module")
+def study(tiny_model_dir, tmp_path_factory):
+    """A pool with solved and unsolved problems: `buckets-all` keeps them (uniform over all problems, no
+    scoring needed), `buckets` drops them (needs the scores); the study file runs 3 arms from the CLI."""
+    root = tmp_path_factory.mktemp("study")
+    problems = pd.DataFrame({"id": [f"p{i}" for i in range(8)], "problem": [f"What is {i} + 3?" for i in range(8)],
+                             "answer": [str(i + 3) for i in range(8)], "source": "unit"})
+    passes = [4, 4, 3, 3, 1, 1, 0, 0]
+    scores = pd.DataFrame({"id": problems["id"], "n": 4, "k": passes, "pass_rate": [p / 4 for p in passes],
+                           "ci_low": 0.0, "ci_high": 1.0, "mean_tokens": 8.0, "truncated_frac": 0.0,
+                           "model": str(tiny_model_dir), "engine": "hf", "sampling": "{}"})
+    scores.to_parquet(root / "scores.parquet")
+    lib.save(lib.build(scores, problems, lib.BuildConfig(num_buckets=2)), root / "buckets")
+    lib.save(lib.build(scores, problems, lib.BuildConfig(num_buckets=2, drop_solved=False, drop_unsolved=False)),
+             root / "buckets-all")
+    bench = root / "mini.jsonl"
+    bench.write_text("".join(json.dumps({"problem": f"What is {i} * 3?", "answer": str(3 * i)}) + "\n"
+                             for i in range(3)))
+    recipe = root / "study.yaml"
+    recipe.write_text(f"""
+model: {tiny_model_dir}
+buckets: {root / 'buckets'}
+scores: {root / 'scores.parquet'}
+steps: 2
+num_generations: 2
+seeds: [0, 1]
+eval_every: 1
+benchmarks: [{bench}]
+eval: {{samples: 2, max_tokens: 6}}
+train:
+  grpo: {{max_completion_length: 8, per_device_train_batch_size: 2, report_to: none}}
+arms:
+  uniform-all: {{schedule: uniform, online_difficulty: false, buckets: {root / 'buckets-all'}, needs_scoring: false}}
+  uniform-filtered: {{schedule: uniform, online_difficulty: false}}
+  linear-online: {{schedule: linear, online_difficulty: true}}
+baseline: uniform-all
+""")
+    command = ["compare", "--config", str(recipe), "--out", str(root / "out"),
+               "--study-json", str(root / "curriculum-study.json")]
+    result = CliRunner().invoke(cli, command)
+    assert result.exit_code == 0, result.output
+    return root, command, result.output
+
+
+def test_study_reports_curves_compute_and_statistics(study):
+    root, _, output = study
+    out = root / "out"
+    comparison = json.loads((out / "comparison.json").read_text())
+    summary = json.loads((out / "study.json").read_text())
+    assert summary == json.loads((root / "curriculum-study.json").read_text())
+    assert {"steps", "heldout_problems", "samples", "arms"} <= set(summary)
+    assert summary["steps"] == 2 and summary["heldout_problems"] == 3 and summary["samples"] == 2
+    assert list(summary["arms"]) == ["uniform-all", "uniform-filtered", "linear-online"]
+    for name, arm in summary["arms"].items():
+        assert {"seeds", "accuracy", "ci", "zero_adv_share", "train_rollouts", "scoring_rollouts"} <= set(arm)
+        assert arm["seeds"] == [0, 1] and len(arm["per_seed"]) == 2
+        assert arm["ci"][0] - 1e-9 <= arm["accuracy"] <= arm["ci"][1] + 1e-9
+        assert arm["train_rollouts"] == 2 * 1 * 2  # steps x prompts per step x completions per prompt
+        assert arm["scoring_rollouts"] == (0 if name == "uniform-all" else 8 * 4)  # sum of n in the scores
+        assert arm["total_rollouts"] == arm["train_rollouts"] + arm["scoring_rollouts"]
+        assert 0.0 <= arm["zero_adv_share"] <= 1.0
+        curve = arm["curve"]
+        assert curve["step"] == [0, 1, 2] and curve["train_rollouts"] == [0, 2, 4]
+        assert curve["total_rollouts"] == [x + arm["scoring_rollouts"] for x in curve["train_rollouts"]]
+        bands = zip(curve["ci_low"], curve["accuracy"], curve["ci_high"], strict=True)
+        assert all(lo - 1e-9 <= mean <= hi + 1e-9 for lo, mean, hi in bands)
+        reach = arm["rollouts_to_reach_baseline"]
+        assert 0.0 <= reach["reached_frac"] <= 1.0 and "total" in reach
+        assert (arm["difference"] is None) == (name == "uniform-all")
+    assert summary["arms"]["uniform-all"]["curve"]["accuracy"][-1] == pytest.approx(summary["baseline_final_accuracy"])
+    assert summary["arms"]["uniform-all"]["curve"]["accuracy"][0] == \
+        summary["arms"]["linear-online"]["curve"]["accuracy"][0]  # step 0: the one untrained model
+    for name in summary["arms"]:
+        for seed in (0, 1):
+            directory = out / name / f"seed-{seed}"
+            assert (directory / "eval-step-1.json").exists() and (directory / "eval.json").exists()
+            assert (directory / "checkpoint-1").is_dir()
+    config = yaml.safe_load((out / "uniform-all" / "seed-0" / "config.yaml").read_text())
+    assert config["buckets"].endswith("buckets-all") and config["train"]["online_difficulty"] is False
+    assert config["resolved"]["grpo"]["save_steps"] == 1
+    online = yaml.safe_load((out / "linear-online" / "seed-1" / "config.yaml").read_text())
+    assert online["train"]["online_difficulty"] is True and online["train"]["schedule"] == "linear"
+    assert online["resolved"]["grpo"]["seed"] == 1
+    assert comparison["settings"]["eval_every"] == 1 and comparison["study"]["benchmark"] == "mini"
+    report = (out / "report" / "report.md").read_text()
+    assert "learning_curves.png" in report and "rollouts to reach" in report.lower()
+    assert (out / "report" / "learning_curves.png").read_bytes().startswith(b"\x89PNG")
+    assert "[19/19]" in output  # 6 trainings + 12 evaluations + the untrained model
+    assert "rollouts to reach" in output
+
+
+def test_study_rerun_trains_and_evaluates_nothing_and_resumes_an_interrupted_arm(study):
+    root, command, _ = study
+    out = root / "out"
+    evals = sorted(out.glob("*/seed-*/eval*.json")) + [out / "base" / "eval.json"]
+    before = {path: path.stat().st_mtime_ns for path in evals}
+    again = CliRunner().invoke(cli, command)
+    assert again.exit_code == 0, again.output
+    assert "training 2 steps" not in again.output and "evaluating" not in again.output
+    assert again.output.count("already done") == 19
+    assert {path: path.stat().st_mtime_ns for path in evals} == before
+    # an interruption after checkpoint-1: the done marker and the last checkpoint are gone
+    directory = out / "linear-online" / "seed-1"
+    (directory / DONE).unlink()
+    shutil.rmtree(directory / "checkpoint-2", ignore_errors=True)
+    resumed = CliRunner().invoke(cli, command)
+    assert resumed.exit_code == 0, resumed.output
+    assert "[linear-online/seed-1]" in resumed.output and "resuming from the last checkpoint" in resumed.output
+    assert resumed.output.count("training 2 steps") == 1 and resumed.output.count("evaluating") == 1
+    after = {path: path.stat().st_mtime_ns for path in evals}
+    changed = [path for path in evals if after[path] != before[path]]
+    assert changed == [directory / "eval.json"]  # checkpoint-1's evaluation was kept
+    assert (directory / DONE).exists()

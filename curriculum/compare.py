@@ -845,8 +845,11 @@ def study_statistics(settings: CompareSettings, runs: list[dict], accuracy: dict
                 "per_seed": curves[name].mean(axis=2).tolist(),
             },
         }
+    target = reach[settings.baseline]["target"]
     return {"benchmark": primary, "n_problems": len(ids or []), "k": settings.eval.samples,
-            "baseline": settings.baseline, "target": reach[settings.baseline]["target"],
+            "baseline": settings.baseline, "target": target,
+            "target_at_start": bool(base) and bool(arms) and all(
+                arm["curve"]["accuracy"][0] >= target - 1e-9 for arm in arms.values()),
             "interval": f"{100 * conf:g}% percentile bootstrap over problems and seeds, {resamples} draws",
             "arms": arms}
 
@@ -865,6 +868,7 @@ def study_json(comparison: dict) -> dict:
         "eval_every": s.get("eval_every"),
         "baseline": study["baseline"],
         "baseline_final_accuracy": study["target"],
+        "baseline_final_at_or_below_start": study.get("target_at_start", False),
         "interval": study["interval"],
         "arms": {name: {"seeds": arm["seeds"], "per_seed": arm["per_seed"], "accuracy": arm["accuracy"],
                         "ci": arm["ci"], "zero_adv_share": arm["zero_adv_share"],
@@ -1044,6 +1048,10 @@ def write_compare_report(out: str | Path) -> reports.Report:
             "rollouts = steps x prompts per step x completions per prompt; scoring rollouts = the samples summed "
             "over the scores parquet the arm's buckets needed (0 for an unscored pool)."
         )
+        if study.get("target_at_start"):
+            doc.text("**The baseline's final accuracy is no higher than the untrained model's**, so every arm "
+                     "'reaches' it at 0 training rollouts: here the rollouts-to-reach numbers say nothing; train "
+                     "longer or compare the final accuracies.")
         reach_rows = []
         for name, arm in study["arms"].items():
             reach = arm["rollouts_to_reach_baseline"]

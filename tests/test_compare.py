@@ -24,6 +24,7 @@ from curriculum.compare import (
     read_study,
     rollouts_to_reach,
     run_compare,
+    study_json,
     write_compare_report,
 )
 from curriculum.evaluation import EvalSettings
@@ -284,6 +285,8 @@ def test_study_reports_curves_compute_and_statistics(study):
     assert comparison["settings"]["eval_every"] == 1 and comparison["study"]["benchmark"] == "mini"
     report = (out / "report" / "report.md").read_text()
     assert "learning_curves.png" in report and "rollouts to reach" in report.lower()
+    if summary["baseline_final_at_or_below_start"]:  # a random tiny model does not learn in 2 steps
+        assert "say nothing" in report
     assert (out / "report" / "learning_curves.png").read_bytes().startswith(b"\x89PNG")
     assert "[19/19]" in output  # 6 trainings + 12 evaluations + the untrained model
     assert "rollouts to reach" in output
@@ -311,3 +314,12 @@ def test_study_rerun_trains_and_evaluates_nothing_and_resumes_an_interrupted_arm
     changed = [path for path in evals if after[path] != before[path]]
     assert changed == [directory / "eval.json"]  # checkpoint-1's evaluation was kept
     assert (directory / DONE).exists()
+
+
+def test_report_only_rewrites_the_study_json(study, tmp_path):
+    root, _, _ = study
+    result = CliRunner().invoke(cli, ["compare", "--out", str(root / "out"), "--report-only",
+                                      "--study-json", str(tmp_path / "s.json")])
+    assert result.exit_code == 0, result.output
+    comparison = json.loads((root / "out" / "comparison.json").read_text())
+    assert json.loads((tmp_path / "s.json").read_text()) == json.loads(json.dumps(study_json(comparison)))

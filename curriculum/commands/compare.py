@@ -23,7 +23,7 @@ def _seeds(ctx, param, value: str) -> list[int]:
 
 @click.command("compare")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="A study file (with `arms:`; see below), or a training recipe / pipeline YAML shared by every "
+              help="A study file (with `arms:`; shape above), or a training recipe / pipeline YAML shared by every "
                    "arm: rewards, LoRA, grpo settings, ...")
 @click.option("--buckets", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Buckets dataset from `curriculum build` (for every arm without its own).")
@@ -95,6 +95,11 @@ def compare(ctx, config_path, buckets, model, schedules, baseline, steps, seeds,
           linear:           {schedule: linear, online_difficulty: false}
           linear-online:    {schedule: linear, online_difficulty: true}
         baseline: uniform-all
+    Other top-level keys: model, num_generations, benchmarks, heldout, primary,
+    eval: {samples, limit, max_tokens, temperature, seed, ...}, eval_engine, eval_base,
+    data_dir. Per arm also: schedule_options, skip_solved, and scoring_rollouts_from
+    (a scores parquet of its own). Scoring rollouts count `scores:` for every arm
+    that does not say needs_scoring: false. Paths are relative to the working directory.
 
     \b
         curriculum compare --config study.yaml --heldout runs/x/buckets --out runs/study \\
@@ -110,6 +115,13 @@ def compare(ctx, config_path, buckets, model, schedules, baseline, steps, seeds,
         except lib.CompareError as error:
             raise click.ClickException(str(error)) from error
         click.echo(f"wrote {result.markdown} and {result.html}")
+        if study_json:
+            import json
+
+            comparison = json.loads((Path(out) / lib.COMPARISON).read_text())
+            if "study" not in comparison:
+                raise click.ClickException(f"{Path(out) / lib.COMPARISON} predates study statistics; rerun compare")
+            click.echo(f"wrote {lib.write_study_json(comparison, study_json)}")
         return
 
     from curriculum.evaluation import EvalSettings, EvaluationError
@@ -240,6 +252,9 @@ def _print(comparison: dict) -> None:
                       f"{100 * arm['rollouts_to_reach_baseline']['reached_frac']:.0f}%",
                       "–" if arm["zero_adv_share"] is None else f"{arm['zero_adv_share']:.2f}"]
                      for name, arm in study["arms"].items()])
+        if study.get("target_at_start"):
+            click.echo("(the baseline ends no higher than the untrained model, so every arm 'reaches' it at 0: "
+                       "these numbers say nothing here)")
     compute = comparison["compute"]
     click.echo(f"compute: {compute['arms']} runs, {compute['total_steps']} steps, {compute['total_completions']:,} "
                f"completions, {compute['total_completion_tokens']:,} completion tokens, "

@@ -69,12 +69,14 @@ DONE = ".compare-done.json"
 STARTED = ".compare-started.json"
 BASE = "base"
 FINAL_EVAL = "eval.json"
+OPTIMIZER_FILES = ("optimizer.pt", "optimizer.bin")  # what transformers' Trainer saves for resuming
 # What an arm may set for itself; everything else is one value for the whole study.
 ARM_TRAIN_KEYS = ("schedule", "schedule_options", "online_difficulty", "skip_solved")
 ARM_KEYS = (*ARM_TRAIN_KEYS, "buckets", "needs_scoring", "scoring_rollouts_from")
 # Keys of a study file (`curriculum compare --config study.yaml`) besides `arms`, `baseline` and `train`.
 STUDY_KEYS = ("model", "buckets", "scores", "steps", "num_generations", "seeds", "eval_every", "benchmarks",
-              "heldout", "eval", "eval_engine", "eval_engine_options", "eval_base", "data_dir", "primary")
+              "heldout", "eval", "eval_engine", "eval_engine_options", "eval_base", "data_dir", "primary",
+              "keep_optimizer_state")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -168,6 +170,7 @@ class CompareSettings:
     eval_every: int | None = None  # evaluate the checkpoints every N steps (learning curves)
     scores: str | None = None  # the scores parquet behind the scored arms' buckets (scoring rollouts)
     primary: str | None = None  # the eval set of the study statistics (default: heldout, else the first)
+    keep_optimizer_state: bool = False  # else dropped from a finished run's evaluated checkpoints (disk)
 
     def __post_init__(self) -> None:
         if self.arms is None:
@@ -459,8 +462,12 @@ def run_compare(settings: CompareSettings, *, on_event: Event | None = None,
                     raise CompareError(f"{checkpoint} is missing, so step {step} cannot be evaluated; delete "
                                        f"{directory} to train this arm again")
                 evaluate_into(path, str(checkpoint), fingerprint, label, f"checkpoint-{step}")
+                if not settings.keep_optimizer_state:
+                    drop_optimizer_state(checkpoint)
             evaluate_into(eval_path(directory, None), str(directory), settings.fingerprint("eval", arm, seed), label,
                           f"the final model (step {settings.steps})")
+            if settings.eval_every and not settings.keep_optimizer_state:
+                drop_optimizer_state(directory / f"checkpoint-{settings.steps}")
     comparison = summarize_comparison(settings)
     _write_json(out / COMPARISON, comparison)
     write_study_json(comparison, out / STUDY)
@@ -482,6 +489,12 @@ def _train_arm(settings: CompareSettings, arm: Arm, seed: int, directory: Path, 
     if checkpoints and started.exists() and json.loads(started.read_text()).get("fingerprint") != fingerprint:
         raise CompareError(f"{directory} holds an interrupted run with other settings; delete it or choose a new --out")
     resume = bool(checkpoints)
+    if resume:
+        last = max(checkpoints, key=_step_of)
+        if not any((last / name).is_file() for name in OPTIMIZER_FILES):
+            raise CompareError(f"{last} has no optimizer state (compare drops it once a run is finished and "
+                               f"evaluated), so training cannot continue from it; delete {directory} to train this "
+                               "arm again (keep_optimizer_state: true keeps it)")
     directory.mkdir(parents=True, exist_ok=True)
     if not resume and (directory / reports.METRICS).exists():
         (directory / reports.METRICS).unlink()  # a run interrupted before its first checkpoint starts over
@@ -495,6 +508,13 @@ def _train_arm(settings: CompareSettings, arm: Arm, seed: int, directory: Path, 
     began = time.perf_counter()
     train(settings.arm_buckets(arm), settings.model, directory, settings.train_settings(arm, seed), resume=resume)
     _write_json(marker, {"fingerprint": fingerprint, "wall_s": round(time.perf_counter() - began, 1)})
+
+
+def drop_optimizer_state(checkpoint: Path) -> None:
+    """Delete the optimizer state of an evaluated checkpoint of a finished run: only resuming needs it, and it
+    is twice the model's size (Adam), per checkpoint."""
+    for name in OPTIMIZER_FILES:
+        (checkpoint / name).unlink(missing_ok=True)
 
 
 def _step_of(path: Path) -> int:

@@ -228,6 +228,7 @@ seeds: [0, 1]
 eval_every: 1
 benchmarks: [{bench}]
 eval: {{samples: 2, max_tokens: 6}}
+keep_optimizer_state: true  # the test below continues a run from checkpoint-1
 train:
   grpo: {{max_completion_length: 8, per_device_train_batch_size: 2, report_to: none}}
 arms:
@@ -323,3 +324,24 @@ def test_report_only_rewrites_the_study_json(study, tmp_path):
     assert result.exit_code == 0, result.output
     comparison = json.loads((root / "out" / "comparison.json").read_text())
     assert json.loads((tmp_path / "s.json").read_text()) == json.loads(json.dumps(study_json(comparison)))
+
+
+def test_finished_runs_drop_optimizer_state_and_refuse_to_continue_without_it(tmp_path, tiny_buckets, tiny_model_dir):
+    from curriculum.compare import _train_arm, drop_optimizer_state
+
+    root, bench = tiny_buckets
+    settings = _settings(root, bench, tiny_model_dir, out=str(tmp_path / "out"),
+                         train={"grpo": {"max_completion_length": 8, "per_device_train_batch_size": 2}}, eval_every=1)
+    checkpoint = tmp_path / "run" / "checkpoint-1"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "optimizer.pt").write_bytes(b"x")
+    (checkpoint / "model.safetensors").write_bytes(b"x")
+    drop_optimizer_state(checkpoint)
+    assert sorted(p.name for p in checkpoint.iterdir()) == ["model.safetensors"]
+    drop_optimizer_state(tmp_path / "run" / "checkpoint-9")  # absent: nothing to do
+
+    def never(*args, **kwargs):
+        raise AssertionError("must not train")
+
+    with pytest.raises(CompareError, match="no optimizer state"):
+        _train_arm(settings, settings.arms[0], 0, tmp_path / "run", emit=lambda m: None, counter="", train=never)

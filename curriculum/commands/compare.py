@@ -63,11 +63,13 @@ def _seeds(ctx, param, value: str) -> list[int]:
               help="Directory for the arms, comparison.json, study.json and report/.")
 @click.option("--study-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the study summary here (e.g. reports/curriculum-study.json).")
+@click.option("--keep-optimizer-state", is_flag=True,
+              help="Keep the optimizer state in evaluated checkpoints of finished runs (dropped by default: disk).")
 @click.option("--report-only", is_flag=True, help="Only re-render the report from an existing comparison.json.")
 @click.pass_context
 def compare(ctx, config_path, buckets, model, schedules, baseline, steps, seeds, num_generations, eval_every, scores,
             assignments, benchmarks, heldout, primary, samples, limit, eval_max_tokens, eval_temperature, eval_seed,
-            eval_engine, no_base, data_dir, out, study_json, report_only):
+            eval_engine, no_base, data_dir, out, study_json, keep_optimizer_state, report_only):
     """Compare curriculum arms at identical compute: a study from one command.
 
     An arm is a name and what its training does differently: schedule, schedule_options, online_difficulty,
@@ -97,7 +99,7 @@ def compare(ctx, config_path, buckets, model, schedules, baseline, steps, seeds,
         baseline: uniform-all
     Other top-level keys: model, num_generations, benchmarks, heldout, primary,
     eval: {samples, limit, max_tokens, temperature, seed, ...}, eval_engine, eval_base,
-    data_dir. Per arm also: schedule_options, skip_solved, and scoring_rollouts_from
+    data_dir, keep_optimizer_state. Per arm also: schedule_options, skip_solved, and scoring_rollouts_from
     (a scores parquet of its own). Scoring rollouts count `scores:` for every arm
     that does not say needs_scoring: false. Paths are relative to the working directory.
 
@@ -149,7 +151,8 @@ def compare(ctx, config_path, buckets, model, schedules, baseline, steps, seeds,
                "seeds": seeds, "num_generations": num_generations, "eval_every": eval_every,
                "scores": str(scores) if scores else None, "benchmarks": _list(benchmarks),
                "heldout": str(heldout) if heldout else None, "primary": primary, "eval_engine": eval_engine,
-               "eval_base": not no_base, "data_dir": str(data_dir) if data_dir else None}
+               "eval_base": not no_base, "data_dir": str(data_dir) if data_dir else None,
+               "keep_optimizer_state": keep_optimizer_state}
         option = {"eval_base": "no_base"}
         values = {key: value for key, value in cli.items()
                   if given(option.get(key, key)) or key not in study}

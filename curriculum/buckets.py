@@ -31,14 +31,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from curriculum import contracts
 from curriculum.prompts import DEFAULT_TEMPLATE, PromptTemplate
 
 STRATEGIES = ("quantile", "thresholds", "kmeans")
 TIE_RULES = ("length", "merge")
 DIFFICULTY_KINDS = ("pass_rate", "rating")
 DIFFICULTY_SCALES = (1, 100)
-SCORE_COLUMNS = ("id", "n", "k", "pass_rate", "ci_low", "ci_high", "mean_tokens", "model")
-PROBLEM_COLUMNS = ("id", "problem", "answer")
 KEPT_SCORE_COLUMNS = ("n", "k", "pass_rate", "ci_low", "ci_high", "mean_tokens", "truncated_frac")
 MANIFEST = "manifest.json"
 HISTOGRAM = "pass_rates.png"
@@ -160,67 +159,22 @@ class BuildResult:
 
 
 def read_table(path: str | Path, what: str) -> pd.DataFrame:
-    """A parquet (or .jsonl/.csv) file as a DataFrame, with a clear error if it cannot be read."""
-    path = Path(path)
-    if not path.is_file():
-        raise BuildError(f"{what} file {path} does not exist")
-    try:
-        if path.suffix == ".jsonl":
-            return pd.read_json(path, lines=True)
-        if path.suffix == ".csv":
-            return pd.read_csv(path)
-        return pd.read_parquet(path)
-    except Exception as error:  # pyarrow and pandas raise many types for a corrupt file
-        raise BuildError(f"cannot read {what} file {path}: {error}") from error
+    """A parquet (or .jsonl/.json/.csv) file as a DataFrame, or one BuildError (`contracts.read_table`)."""
+    return contracts.read_table(path, what, error=BuildError)
 
 
 def validate_scores(scores: pd.DataFrame, path: str | Path = "scores") -> None:
-    """Check the scores contract: columns present, one row per id, 0 <= k <= n, pass rates in [0, 1]."""
-    missing = [c for c in SCORE_COLUMNS if c not in scores.columns]
-    if missing:
-        raise BuildError(f"{path}: missing column(s) {', '.join(missing)} "
-                         f"(a scores file has {', '.join(SCORE_COLUMNS)}; found {', '.join(map(str, scores.columns))})")
-    if len(scores) == 0:
-        raise BuildError(f"{path}: no rows")
-    for column in ("n", "k", "pass_rate", "ci_low", "ci_high", "mean_tokens"):
-        values = pd.to_numeric(scores[column], errors="coerce")
-        bad = values.isna() & scores[column].notna() if column == "mean_tokens" else values.isna()
-        if bad.any():
-            _fail(path, scores, column, bad, "is not a number")
-    pass_rate = scores["pass_rate"].astype(float)
-    _fail_if(path, scores, "pass_rate", (pass_rate < 0) | (pass_rate > 1), "is outside [0, 1]")
-    for column in ("ci_low", "ci_high"):
-        values = scores[column].astype(float)
-        _fail_if(path, scores, column, (values < 0) | (values > 1), "is outside [0, 1]")
-    n, k = scores["n"].astype(float), scores["k"].astype(float)
-    _fail_if(path, scores, "n", n < 1, "must be at least 1")
-    _fail_if(path, scores, "k", (k < 0) | (k > n), "must be between 0 and n")
-    duplicated = scores["id"].duplicated()
-    _fail_if(path, scores, "id", duplicated, "appears twice")
+    """The scores contract (`contracts.validate_scores`), reported as a BuildError."""
+    contracts.validate_scores(scores, path, error=BuildError)
 
 
-def _fail_if(path, frame: pd.DataFrame, column: str, mask: pd.Series, why: str) -> None:
-    if mask.any():
-        _fail(path, frame, column, mask, why)
-
-
-def _fail(path, frame: pd.DataFrame, column: str, mask: pd.Series, why: str) -> None:
-    mask = np.asarray(mask, dtype=bool)
-    row = int(np.flatnonzero(mask)[0])
-    ident = frame["id"].iloc[row] if "id" in frame.columns else "?"
-    more = int(mask.sum()) - 1
-    value = frame[column].iloc[row]
-    value = value.item() if isinstance(value, np.generic) else value
-    raise BuildError(f"{path}: row {row} (id {ident}): column {column} = {value!r} {why}"
-                     + (f" ({more} more row(s) like it)" if more else ""))
+def _fail_if(path, frame: pd.DataFrame, column: str, mask, why: str) -> None:
+    contracts.fail_if(path, frame, column, mask, why, error=BuildError)
 
 
 def validate_problems(problems: pd.DataFrame, path: str | Path = "problems") -> None:
-    missing = [c for c in PROBLEM_COLUMNS if c not in problems.columns]
-    if missing:
-        raise BuildError(f"{path}: missing column(s) {', '.join(missing)} "
-                         f"(a problems file has {', '.join(PROBLEM_COLUMNS)}, source)")
-    _fail_if(path, problems, "id", problems["id"].duplicated(), "appears twice")
+    """The problems contract (`contracts.validate_problems`), reported as a BuildError."""
+    contracts.validate_problems(problems, path, error=BuildError)
 
 
 def read_difficulty(problems: pd.DataFrame, spec: DifficultyColumn, path: str | Path = "problems") -> np.ndarray:
@@ -308,7 +262,7 @@ def bucketize(values, config: BuildConfig, *, mean_tokens=None, kind: str = "pas
     lengths = lengths if by_length else np.zeros(count)
     if config.strategy == "thresholds":
         edges = np.asarray(config.edges)
-        buckets = (values[:, None] < edges[None, :]).sum(axis=1)
+        buckets = contracts.band_index(values, edges)
         return Bucketing(buckets, [float(e) for e in edges], config.num_buckets,
                          _ties(values, buckets, config, config.num_buckets, False, kind))
     if config.strategy == "quantile":
@@ -350,13 +304,7 @@ def _kmeans(ease: np.ndarray, lengths: np.ndarray, config: BuildConfig) -> np.nd
 
 
 def _edges_between(pass_rates: np.ndarray, buckets: np.ndarray, num_buckets: int) -> list[float]:
-    """Midpoints between the lowest pass rate of bucket k and the highest of bucket k + 1."""
-    edges = []
-    for k in range(num_buckets - 1):
-        easier, harder = pass_rates[buckets == k], pass_rates[buckets == k + 1]
-        if len(easier) and len(harder):
-            edges.append(float((easier.min() + harder.max()) / 2))
-    return edges
+    return contracts.edges_between(pass_rates, buckets, num_buckets)
 
 
 def _ties(values, buckets, config: BuildConfig, made: int, by_length: bool, kind: str) -> dict[str, Any]:

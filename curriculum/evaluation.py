@@ -361,11 +361,11 @@ def samples_path_for(out: str | Path) -> Path:
 
 def write_eval(result: dict, out: str | Path) -> Path:
     """Write the eval JSON atomically (a crash never leaves a half file that looks complete)."""
+    from curriculum.contracts import atomic_write_text
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = out.with_name(out.name + ".tmp")
-    scratch.write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
-    scratch.replace(out)
+    atomic_write_text(out, json.dumps(result, indent=2, allow_nan=True) + "\n")
     return out
 
 

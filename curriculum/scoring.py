@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from curriculum import contracts
+from curriculum.contracts import atomic_write_bytes, atomic_write_parquet, read_table
 from curriculum.prompts import DEFAULT_TEMPLATE, PromptTemplate
 from curriculum.rollout.base import RolloutEngine, RolloutError, Sampling
 from curriculum.stats import INTERVAL_METHODS, binomial_interval
@@ -43,7 +44,6 @@ EXTRA_COLUMNS: tuple[str, ...] = ("unverified",)
 COMPLETION_COLUMNS: tuple[str, ...] = (
     "id", "sample", "text", "num_tokens", "finish_reason", "status", "predicted", "correct",
 )
-REQUIRED_PROBLEM_COLUMNS: tuple[str, ...] = ("id", "problem", "answer")
 DEFAULT_EDGES: tuple[float, ...] = (0.8, 0.5, 0.2)
 METADATA_KEY = b"curriculum.score"
 _PART_PREFIX = "part-"
@@ -175,42 +175,14 @@ def _id_hash(problem_id: str) -> int:
 
 def load_problems(path: str | Path) -> pd.DataFrame:
     """Read and check a problems parquet (or .jsonl): id, problem and answer present, non-empty, ids unique."""
-    path = Path(path)
-    if not path.is_file():
-        raise ScoringError(f"problems file {path} does not exist")
-    try:
-        frame = pd.read_json(path, lines=True, dtype=False) if path.suffix == ".jsonl" else pd.read_parquet(path)
-    except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a corrupt file
-        raise ScoringError(f"cannot read problems file {path}: {str(error).splitlines()[0]}") from error
+    frame = read_table(path, "problems", error=ScoringError)
     validate_problems(frame, path)
     return frame.reset_index(drop=True)
 
 
 def validate_problems(frame: pd.DataFrame, path: str | Path = "problems") -> None:
-    missing = [column for column in REQUIRED_PROBLEM_COLUMNS if column not in frame.columns]
-    if missing:
-        raise ScoringError(
-            f"{path}: missing column(s) {', '.join(missing)} (a problems file has id, problem, answer, source; "
-            f"found {', '.join(map(str, frame.columns)) or 'none'})"
-        )
-    if len(frame) == 0:
-        raise ScoringError(f"{path}: no problems (the file has no rows)")
-    for column in REQUIRED_PROBLEM_COLUMNS:
-        values = frame[column]
-        empty = values.isna().to_numpy() | (values.astype(str).str.strip() == "").to_numpy()
-        if empty.any():
-            row = int(np.flatnonzero(empty)[0])
-            more = int(empty.sum()) - 1
-            raise ScoringError(
-                f"{path}: row {row}: field {column!r} is empty" + (f" ({more} more row(s) like it)" if more else "")
-            )
-    ids = frame["id"].astype(str)
-    duplicated = ids.duplicated(keep=False).to_numpy()
-    if duplicated.any():
-        rows = np.flatnonzero(duplicated)
-        first = ids.iloc[rows[0]]
-        same = [int(r) for r in rows if ids.iloc[r] == first]
-        raise ScoringError(f"{path}: rows {same[0]} and {same[1]}: duplicate id {first!r}")
+    """`curriculum.contracts.validate_problems`, reported as a ScoringError."""
+    contracts.validate_problems(frame, path, error=ScoringError)
 
 
 def problems_fingerprint(ids: Sequence[str]) -> str:
@@ -226,9 +198,8 @@ def problems_fingerprint(ids: Sequence[str]) -> str:
 
 
 def band_index(pass_rates, edges: Sequence[float] = DEFAULT_EDGES) -> np.ndarray:
-    """Band of each pass rate, 0 = easiest (above the highest edge); a rate equal to an edge goes above it."""
-    cuts = np.sort(np.asarray(edges, dtype=float))
-    return len(cuts) - np.searchsorted(cuts, np.asarray(pass_rates, dtype=float), side="right")
+    """Band of each pass rate, 0 = easiest (see `curriculum.contracts.band_index`)."""
+    return contracts.band_index(pass_rates, edges)
 
 
 def settled(ci_low, ci_high, edges: Sequence[float]) -> np.ndarray:
@@ -524,7 +495,7 @@ class PartStore:
             self.directory.mkdir(parents=True, exist_ok=True)
         if self.directory.exists():
             if not run_file.exists():
-                _atomic_write_bytes(run_file, json.dumps(run, indent=2, sort_keys=True).encode())
+                atomic_write_bytes(run_file, json.dumps(run, indent=2, sort_keys=True).encode())
             self._clean_debris()
 
     def _score_parts(self) -> list[Path]:
@@ -622,55 +593,13 @@ def read_metadata(path: str | Path) -> dict | None:
 
 
 def read_scores(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise ScoringError(f"scores file {path} does not exist")
-    try:
-        return pd.read_parquet(path)
-    except Exception as error:  # noqa: BLE001
-        raise ScoringError(f"cannot read scores file {path}: {str(error).splitlines()[0]}") from error
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    return read_table(path, "scores", error=ScoringError)
 
 
 def _atomic_write_parquet(frame: pd.DataFrame, path: Path, *, metadata: dict | None = None) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    if metadata is not None:
-        table = table.replace_schema_metadata(
-            {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()}
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        pq.write_table(table, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    """A parquet file written atomically, the run settings (if any) stored in its schema."""
+    extra = {METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()} if metadata is not None else None
+    atomic_write_parquet(frame, path, schema_metadata=extra)
 
 
 # --------------------------------------------------------------------------------------------------------

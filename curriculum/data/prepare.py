@@ -8,11 +8,11 @@ file, line, field, commands). A repaired row is read like any other; it may stil
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from curriculum.contracts import atomic_write_parquet, atomic_write_text
 from curriculum.data.decontaminate import ContaminationIndex
 from curriculum.data.dedup import Deduplicator
 from curriculum.data.loaders import BENCHMARKS, iter_source, load_benchmark, resolve_source
@@ -144,11 +144,11 @@ def prepare(sources: list[str], out: str | Path, *, data_dir=None, options: Prep
             rows.append(item.to_row())
     out.parent.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(rows, columns=None if rows else list(PROBLEM_COLUMNS))
-    _atomic_parquet(frame, out)
+    atomic_write_parquet(frame, out)
     rejects_path = rejects_path_for(out)
-    _atomic_text(rejects_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects))
+    atomic_write_text(rejects_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects))
     repairs_path = repairs_path_for(out)
-    _atomic_text(repairs_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in repairs))
+    atomic_write_text(repairs_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in repairs))
     reasons = Counter(_reason_kind(r["reason"]) for r in rejects)
     commands = Counter(name for note in repairs for name in note["commands"])
     return PrepareResult(out, rejects_path, summaries, reasons, used, skipped, repairs_path, commands)
@@ -168,15 +168,3 @@ def _reject(problem: Problem, source: str, where: str, reason: str, field_name: 
 
 def _reason_kind(reason: str) -> str:
     return reason.split(":")[0].split(" of ")[0].split(" (")[0]
-
-
-def _atomic_parquet(frame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

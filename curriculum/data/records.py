@@ -6,7 +6,10 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-PROBLEM_COLUMNS = ("id", "problem", "answer", "source")
+from curriculum import contracts
+
+#: What `data prepare` writes first: the contract's columns, then the source.
+PROBLEM_COLUMNS = (*contracts.PROBLEM_COLUMNS, "source")
 
 # LaTeX spacing and sizing commands that change how a problem looks but not what it asks.
 _LATEX_NOISE = re.compile(r"\\(?:[,;:! ]|(?:quad|qquad|left|right|displaystyle|textstyle)(?![a-zA-Z]))")

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "curriculum_state.json"
 UNPARSEABLE_GOLD = "unparseable_gold"
+_INDEXED_CPU_REGISTERED = False
 
 
 class CurriculumGRPOTrainer(GRPOTrainer):
@@ -227,6 +228,8 @@ class CurriculumGRPOTrainer(GRPOTrainer):
             os.replace(path + ".tmp", path)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
+        if checkpoint is not None and self.args.world_size > 1 and self.args.device.type == "cpu":
+            _allow_indexed_cpu_location()
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is None:
             return
@@ -253,3 +256,17 @@ class CurriculumGRPOTrainer(GRPOTrainer):
         self.curriculum_sampler.load_state_dict(state)
         if self.args.ignore_data_skip:  # the Trainer starts its epoch over instead of skipping the used batches
             self.curriculum_sampler.start_new_pass()
+
+
+def _indexed_cpu(storage, location: str):
+    return storage if location.startswith("cpu:") else None
+
+
+def _allow_indexed_cpu_location() -> None:
+    """Let `torch.load(map_location="cpu:0")` work. Several CPU processes (gloo) run on `cpu:<rank>` (accelerate),
+    and the Trainer loads the optimizer state of a multi-process resume onto `args.device`, a location torch
+    has no restorer for; registered once, through torch's own extension point."""
+    global _INDEXED_CPU_REGISTERED
+    if not _INDEXED_CPU_REGISTERED:
+        torch.serialization.register_package(11, lambda storage: None, _indexed_cpu)
+        _INDEXED_CPU_REGISTERED = True

@@ -3,7 +3,8 @@ chunk stream, takes its own part of each chunk, learns from every group of every
 continues the uninterrupted one. The slow test runs `curriculum train` on the real SmolLM2 the same way.
 
 `--cpu` makes accelerate (1.15) run a single process whatever `--num_processes` says; `--multi_gpu` starts one
-process per rank through torchrun, and with no GPU (or `use_cpu`) they talk over gloo.
+process per rank through torchrun, and with `use_cpu` (or ACCELERATE_USE_CPU=true) they talk over gloo. Without
+either, each process would run alone into the same directory: the trainer refuses that.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def test_curriculum_train_on_smollm2_under_accelerate_launch(smollm2_dir, tmp_pa
     out = tmp_path / "train"
     launch(["-m", "curriculum.cli", "train", "--buckets", buckets, "--model", smollm2_dir, "--max-steps", 2,
             "--num-generations", 2, "--set", "per_device_train_batch_size=2", "--set", "max_completion_length=16",
-            "--set", "save_steps=1", "--set", "report_to=[]", "--out", out],
+            "--set", "save_steps=1", "--set", "report_to=[]", "--set", "use_cpu=true", "--out", out],
            cwd=Path(__file__).resolve().parents[1], timeout=1500)
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
     assert len(steps) == 2

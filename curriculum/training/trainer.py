@@ -65,6 +65,13 @@ class CurriculumGRPOTrainer(GRPOTrainer):
     def __init__(self, *args, schedule: str = "linear", schedule_options: dict | None = None,
                  online_difficulty: bool = True, skip_solved: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        if launched > 1 and self.accelerator.num_processes != launched:
+            raise RuntimeError(
+                f"this process is one of {launched} (WORLD_SIZE) but accelerate runs it alone "
+                f"({self.accelerator.distributed_type}): each process would train its own copy into the same output "
+                "directory. Without a GPU, several processes need accelerate's CPU backend (gloo): set use_cpu "
+                "(--set use_cpu=true) or the environment variable ACCELERATE_USE_CPU=true")
         dataset = self.train_dataset
         if dataset is None or not hasattr(dataset, "column_names"):
             raise ValueError("CurriculumGRPOTrainer needs a map-style buckets dataset as train_dataset")

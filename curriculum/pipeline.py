@@ -584,6 +584,8 @@ class Pipeline:
         command = [sys.executable, "-m", "accelerate.commands.launch"]
         if launch.get("accelerate_config"):
             command += ["--config_file", str(launch["accelerate_config"])]
+        else:  # else accelerate starts one process where it sees fewer than 2 GPUs (CPU: also grpo.use_cpu)
+            command += ["--multi_gpu"]
         command += ["--num_processes", str(launch["num_processes"]), "-m", "curriculum.cli", "train",
                     "--config", str(self.paths["config"]), "--model", self.config.model,
                     "--buckets", str(self.paths["buckets"]), "--out", str(self.paths["train"])]

@@ -345,9 +345,29 @@ def read_study(path: str | Path) -> tuple[dict, dict]:
           linear-online:    {schedule: linear, online_difficulty: true}
         baseline: uniform-all
     """
+    path = Path(path)
+    data = _read_study_mapping(path)
+    train = _shared_train_section(path, data)
+    arms = [Arm.from_dict(name, spec, source=f"study {path}") for name, spec in data["arms"].items()]
+    values: dict = {"arms": arms}
+    for key in STUDY_KEYS:
+        if key in data and key != "eval":
+            values[key] = data[key]
+    if "baseline" in data:
+        values["baseline"] = data["baseline"]
+    _check_study_types(path, data, values)
+    if "eval" in data:
+        values["eval"] = _study_harness(path, data["eval"])
+    for key in ("buckets", "scores", "heldout", "data_dir"):
+        if values.get(key) is not None:
+            values[key] = str(values[key])
+    return values, train
+
+
+def _read_study_mapping(path: Path) -> dict:
+    """The study file as a mapping with `arms:` and only known keys: a typo fails here, not hours later."""
     import yaml
 
-    path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
@@ -360,6 +380,11 @@ def read_study(path: str | Path) -> tuple[dict, dict]:
         close = difflib.get_close_matches(str(unknown[0]), allowed, n=1)
         raise CompareError(f"study {path}: unknown key `{unknown[0]}`" + (f" (did you mean {close[0]}?)" if close
                                                                          else f"; keys are {', '.join(allowed)}"))
+    return data
+
+
+def _shared_train_section(path: Path, data: dict) -> dict:
+    """The shared `train:` section, refused where it sets what compare sets itself or what each arm sets."""
     train = data.get("train") or {}
     if not isinstance(train, dict):
         raise CompareError(f"study {path}: `train` must be a mapping of shared training settings")
@@ -370,13 +395,11 @@ def read_study(path: str | Path) -> tuple[dict, dict]:
     for key in ("online_difficulty", "skip_solved", "schedule_options"):
         if key in train:
             raise CompareError(f"study {path}: train.{key} is a per-arm setting; set it in each arm")
-    arms = [Arm.from_dict(name, spec, source=f"study {path}") for name, spec in data["arms"].items()]
-    values: dict = {"arms": arms}
-    for key in STUDY_KEYS:
-        if key in data and key != "eval":
-            values[key] = data[key]
-    if "baseline" in data:
-        values["baseline"] = data["baseline"]
+    return train
+
+
+def _check_study_types(path: Path, data: dict, values: dict) -> None:
+    """Benchmarks as a list (a comma string is split), seeds and step counts as integers (YAML gives any type)."""
     if "benchmarks" in values and isinstance(values["benchmarks"], str):
         values["benchmarks"] = [part.strip() for part in values["benchmarks"].split(",") if part.strip()]
     if "seeds" in values:
@@ -390,18 +413,17 @@ def read_study(path: str | Path) -> tuple[dict, dict]:
         if key in values and values[key] is not None and (not isinstance(values[key], int)
                                                           or isinstance(values[key], bool)):
             raise CompareError(f"study {path}: `{key}` must be an integer, got {values[key]!r}")
-    if "eval" in data:
-        if not isinstance(data["eval"], dict):
-            raise CompareError(f"study {path}: `eval` must be a mapping of harness settings (samples, limit, ...)")
-        names = {f for f in EvalSettings.__dataclass_fields__}
-        bad = [key for key in data["eval"] if key not in names]
-        if bad:
-            raise CompareError(f"study {path}: eval.{bad[0]} is not a harness setting; use {', '.join(sorted(names))}")
-        values["eval"] = dict(data["eval"])
-    for key in ("buckets", "scores", "heldout", "data_dir"):
-        if values.get(key) is not None:
-            values[key] = str(values[key])
-    return values, train
+
+
+def _study_harness(path: Path, section) -> dict:
+    """The `eval:` section, checked against EvalSettings' fields (built later, after command-line options)."""
+    if not isinstance(section, dict):
+        raise CompareError(f"study {path}: `eval` must be a mapping of harness settings (samples, limit, ...)")
+    names = {f for f in EvalSettings.__dataclass_fields__}
+    bad = [key for key in section if key not in names]
+    if bad:
+        raise CompareError(f"study {path}: eval.{bad[0]} is not a harness setting; use {', '.join(sorted(names))}")
+    return dict(section)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -413,66 +435,92 @@ def run_compare(settings: CompareSettings, *, on_event: Event | None = None,
     """Train and evaluate every arm, checkpoint and seed not already done, then write comparison.json,
     study.json and the report. `on_event(arm, message)` narrates; `on_progress(problems_done)` follows an
     evaluation."""
-    from curriculum.evaluation import evaluate, read_eval, samples_path_for, write_eval
-    from curriculum.training.run import load_buckets, train
+    from curriculum.training.run import train
 
     emit = on_event or (lambda arm, message: None)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
-    for buckets in dict.fromkeys(settings.arm_buckets(arm) for arm in settings.arms):
-        load_buckets(buckets)  # fail before any training if a buckets dataset is unusable
-    for arm in settings.arms:  # every arm's recipe and scores must be valid before the first one trains
-        settings.train_settings(arm, settings.seeds[0])
-        if settings.scoring_source(arm):
-            scoring_rollouts(settings.scoring_source(arm))
+    _check_before_training(settings)
     runs = len(settings.arms) * len(settings.seeds)
-    total = runs + runs * (len(settings.checkpoint_steps()) + 1) + int(settings.eval_base)
-    job = 0
-
-    def next_job() -> str:
-        nonlocal job
-        job += 1
-        return f"[{job}/{total}]"
-
-    def evaluate_into(path: Path, model: str, fingerprint: str, arm: str, what: str) -> None:
-        counter = next_job()
-        if path.exists() and read_eval(path).get("fingerprint") == fingerprint:
-            emit(arm, f"{counter} evaluation of {what} already done")
-            return
-        emit(arm, f"{counter} evaluating {what}")
-        result = evaluate(model, settings.benchmarks, settings=settings.eval, engine=settings.eval_engine,
-                          engine_options=settings.eval_engine_options, buckets=settings.heldout,
-                          data_dir=settings.data_dir, samples_path=samples_path_for(path), on_progress=on_progress)
-        result["fingerprint"] = fingerprint
-        write_eval(result, path)
-
+    jobs = _Jobs(settings, runs + runs * (len(settings.checkpoint_steps()) + 1) + int(settings.eval_base),
+                 emit=emit, on_progress=on_progress)
     if settings.eval_base:
-        evaluate_into(out / BASE / FINAL_EVAL, settings.model, settings.fingerprint("base"), BASE, "the untrained model")
+        jobs.evaluate(out / BASE / FINAL_EVAL, settings.model, settings.fingerprint("base"), BASE,
+                      "the untrained model")
     for seed in settings.seeds:
         for arm in settings.arms:
             label = f"{arm.name}/seed-{seed}"
             directory = arm_dir(out, arm.name, seed)
             _train_arm(settings, arm, seed, directory, emit=lambda message, label=label: emit(label, message),
-                       counter=next_job(), train=train)
-            for step in settings.checkpoint_steps():
-                checkpoint = directory / f"checkpoint-{step}"
-                path = eval_path(directory, step)
-                fingerprint = settings.fingerprint("eval", arm, seed, step=step)
-                if not checkpoint.is_dir() and not (path.exists() and read_eval(path).get("fingerprint") == fingerprint):
-                    raise CompareError(f"{checkpoint} is missing, so step {step} cannot be evaluated; delete "
-                                       f"{directory} to train this arm again")
-                evaluate_into(path, str(checkpoint), fingerprint, label, f"checkpoint-{step}")
-                if not settings.keep_optimizer_state:
-                    drop_optimizer_state(checkpoint)
-            evaluate_into(eval_path(directory, None), str(directory), settings.fingerprint("eval", arm, seed), label,
-                          f"the final model (step {settings.steps})")
-            if settings.eval_every and not settings.keep_optimizer_state:
-                drop_optimizer_state(directory / f"checkpoint-{settings.steps}")
+                       counter=jobs.next(), train=train)
+            _evaluate_arm(settings, arm, seed, directory, label, jobs)
     comparison = summarize_comparison(settings)
     _write_json(out / COMPARISON, comparison)
     write_study_json(comparison, out / STUDY)
     write_compare_report(out)
     return comparison
+
+
+def _check_before_training(settings: CompareSettings) -> None:
+    """Fail before the first arm trains (hours in) if any buckets dataset, arm recipe or scores parquet is bad."""
+    from curriculum.training.run import load_buckets
+
+    for buckets in dict.fromkeys(settings.arm_buckets(arm) for arm in settings.arms):
+        load_buckets(buckets)
+    for arm in settings.arms:
+        settings.train_settings(arm, settings.seeds[0])
+        if settings.scoring_source(arm):
+            scoring_rollouts(settings.scoring_source(arm))
+
+
+class _Jobs:
+    """The study's jobs numbered as they come ([3/12]), and its evaluations, skipped when one with the same
+    fingerprint is already on disk (a rerun redoes nothing)."""
+
+    def __init__(self, settings: CompareSettings, total: int, *, emit: Event,
+                 on_progress: Callable[[int], None] | None) -> None:
+        self.settings, self.total, self.emit, self.on_progress = settings, total, emit, on_progress
+        self.done = 0
+
+    def next(self) -> str:
+        self.done += 1
+        return f"[{self.done}/{self.total}]"
+
+    def evaluate(self, path: Path, model: str, fingerprint: str, arm: str, what: str) -> None:
+        from curriculum.evaluation import evaluate, read_eval, samples_path_for, write_eval
+
+        settings, counter = self.settings, self.next()
+        if path.exists() and read_eval(path).get("fingerprint") == fingerprint:
+            self.emit(arm, f"{counter} evaluation of {what} already done")
+            return
+        self.emit(arm, f"{counter} evaluating {what}")
+        result = evaluate(model, settings.benchmarks, settings=settings.eval, engine=settings.eval_engine,
+                          engine_options=settings.eval_engine_options, buckets=settings.heldout,
+                          data_dir=settings.data_dir, samples_path=samples_path_for(path),
+                          on_progress=self.on_progress)
+        result["fingerprint"] = fingerprint
+        write_eval(result, path)
+
+
+def _evaluate_arm(settings: CompareSettings, arm: Arm, seed: int, directory: Path, label: str, jobs: _Jobs) -> None:
+    """Evaluate one trained run along its learning curve (every checkpoint, then the final model), dropping the
+    optimizer state of each evaluated checkpoint unless asked to keep it."""
+    from curriculum.evaluation import read_eval
+
+    for step in settings.checkpoint_steps():
+        checkpoint = directory / f"checkpoint-{step}"
+        path = eval_path(directory, step)
+        fingerprint = settings.fingerprint("eval", arm, seed, step=step)
+        if not checkpoint.is_dir() and not (path.exists() and read_eval(path).get("fingerprint") == fingerprint):
+            raise CompareError(f"{checkpoint} is missing, so step {step} cannot be evaluated; delete "
+                               f"{directory} to train this arm again")
+        jobs.evaluate(path, str(checkpoint), fingerprint, label, f"checkpoint-{step}")
+        if not settings.keep_optimizer_state:
+            drop_optimizer_state(checkpoint)
+    jobs.evaluate(eval_path(directory, None), str(directory), settings.fingerprint("eval", arm, seed), label,
+                  f"the final model (step {settings.steps})")
+    if settings.eval_every and not settings.keep_optimizer_state:
+        drop_optimizer_state(directory / f"checkpoint-{settings.steps}")
 
 
 def _train_arm(settings: CompareSettings, arm: Arm, seed: int, directory: Path, *, emit, counter: str,
@@ -717,6 +765,32 @@ def summarize_comparison(settings: CompareSettings) -> dict:
     from curriculum.evaluation import read_eval
 
     out = Path(settings.out)
+    arms, evals = _collect_runs(settings, out)
+    benchmarks = list(evals[settings.baseline][0]["benchmarks"])
+    accuracy = _pooled_accuracy(settings, evals, benchmarks)
+    differences = _differences_to_baseline(settings, evals, benchmarks)
+    base = None
+    if (out / BASE / FINAL_EVAL).exists():
+        base_result = read_eval(out / BASE / FINAL_EVAL)
+        base = {name: m["avg_at_k"] for name, m in base_result["benchmarks"].items()}
+    first = evals[settings.baseline][0]
+    return {
+        "settings": _settings_record(settings, benchmarks),
+        "harness": {"engine": first.get("engine"), "sampling": first.get("sampling"), "k": first.get("k"),
+                    "limit": first.get("limit"), "seed": first.get("seed")},
+        "compute": _compute_totals(arms),
+        "arms": arms,
+        "base": base,
+        "accuracy": accuracy,
+        "differences": differences,
+        "study": study_statistics(settings, arms, accuracy, differences, benchmarks),
+    }
+
+
+def _collect_runs(settings: CompareSettings, out: Path) -> tuple[list[dict], dict[str, list[dict]]]:
+    """One row per training run (compute, rollouts, final accuracy) and each arm's final evals, seed by seed."""
+    from curriculum.evaluation import read_eval
+
     arms, evals = [], {}
     for arm in settings.arms:
         scoring = scoring_rollouts(settings.scoring_source(arm)) if settings.scoring_source(arm) else 0
@@ -729,17 +803,26 @@ def summarize_comparison(settings: CompareSettings) -> dict:
                          "train_rollouts": settings.steps * compute["completions_per_step"],
                          "scoring_rollouts": scoring, "eval_wall_s": result.get("timing", {}).get("wall_s"),
                          "accuracy": {name: m["avg_at_k"] for name, m in result["benchmarks"].items()}})
-    benchmarks = list(evals[settings.baseline][0]["benchmarks"])
-    accuracy, differences = {}, {}
-    seed = settings.eval.seed
+    return arms, evals
+
+
+def _pooled_accuracy(settings: CompareSettings, evals: dict[str, list[dict]], benchmarks: list[str]) -> dict:
+    """arm -> benchmark -> final accuracy with a bootstrap interval over problems (seeds pooled per problem)."""
+    accuracy = {}
     for name, results in evals.items():
         accuracy[name] = {}
         for benchmark in benchmarks:
             _, rates = pooled_rates(results, benchmark)
             interval = bootstrap_interval(rates, confidence=settings.eval.confidence,
-                                          resamples=settings.eval.resamples, seed=seed)
+                                          resamples=settings.eval.resamples, seed=settings.eval.seed)
             accuracy[name][benchmark] = {**interval.to_dict(), "n_problems": int(rates.size),
                                          "k": results[0]["k"], "seeds": len(results)}
+    return accuracy
+
+
+def _differences_to_baseline(settings: CompareSettings, evals: dict[str, list[dict]], benchmarks: list[str]) -> dict:
+    """arm -> benchmark -> the paired bootstrap difference to the baseline, plus the difference seed by seed."""
+    differences = {}
     for arm in settings.arms:
         if arm.name == settings.baseline:
             continue
@@ -748,44 +831,39 @@ def summarize_comparison(settings: CompareSettings) -> dict:
             _, ours = pooled_rates(evals[arm.name], benchmark)
             _, theirs = pooled_rates(evals[settings.baseline], benchmark)
             diff = paired_bootstrap_difference(ours, theirs, confidence=settings.eval.confidence,
-                                               resamples=settings.eval.resamples, seed=seed)
+                                               resamples=settings.eval.resamples, seed=settings.eval.seed)
             per_seed = []
             for a, b in zip(evals[arm.name], evals[settings.baseline], strict=True):
                 ra = np.asarray(a["benchmarks"][benchmark]["problems"]["correct"]) / a["k"]
                 rb = np.asarray(b["benchmarks"][benchmark]["problems"]["correct"]) / b["k"]
                 per_seed.append(float(np.mean(ra - rb)))
             differences[arm.name][benchmark] = {**diff, "per_seed": per_seed}
-    base = None
-    if (out / BASE / FINAL_EVAL).exists():
-        base_result = read_eval(out / BASE / FINAL_EVAL)
-        base = {name: m["avg_at_k"] for name, m in base_result["benchmarks"].items()}
-    first = evals[settings.baseline][0]
+    return differences
+
+
+def _settings_record(settings: CompareSettings, benchmarks: list[str]) -> dict:
+    """The study's settings as comparison.json records them (what the report and study.json restate)."""
     return {
-        "settings": {
-            "buckets": str(settings.buckets), "model": settings.model, "schedules": settings.schedules,
-            "arms": {arm.name: {key: value for key, value in asdict(arm).items() if key != "name" and value is not None}
-                     for arm in settings.arms},
-            "baseline": settings.baseline, "seeds": settings.seeds, "steps": settings.steps,
-            "num_generations": settings.num_generations, "train": settings.train, "benchmarks": benchmarks,
-            "heldout": settings.heldout, "eval": asdict(settings.eval), "eval_engine": settings.eval_engine,
-            "eval_every": settings.eval_every, "checkpoint_steps": settings.checkpoint_steps(),
-            "scores": settings.scores,
-        },
-        "harness": {"engine": first.get("engine"), "sampling": first.get("sampling"), "k": first.get("k"),
-                    "limit": first.get("limit"), "seed": first.get("seed")},
-        "compute": {
-            "arms": len(arms),
-            "total_steps": sum(a["steps"] for a in arms),
-            "total_completions": sum(a["completions"] for a in arms),
-            "total_completion_tokens": sum(a["completion_tokens"] for a in arms),
-            "total_train_wall_s": round(sum(a["wall_s"] or a["train_runtime_s"] or 0 for a in arms), 1),
-            "total_eval_wall_s": round(sum(a["eval_wall_s"] or 0 for a in arms), 1),
-        },
-        "arms": arms,
-        "base": base,
-        "accuracy": accuracy,
-        "differences": differences,
-        "study": study_statistics(settings, arms, accuracy, differences, benchmarks),
+        "buckets": str(settings.buckets), "model": settings.model, "schedules": settings.schedules,
+        "arms": {arm.name: {key: value for key, value in asdict(arm).items() if key != "name" and value is not None}
+                 for arm in settings.arms},
+        "baseline": settings.baseline, "seeds": settings.seeds, "steps": settings.steps,
+        "num_generations": settings.num_generations, "train": settings.train, "benchmarks": benchmarks,
+        "heldout": settings.heldout, "eval": asdict(settings.eval), "eval_engine": settings.eval_engine,
+        "eval_every": settings.eval_every, "checkpoint_steps": settings.checkpoint_steps(),
+        "scores": settings.scores,
+    }
+
+
+def _compute_totals(arms: list[dict]) -> dict:
+    """What the whole study spent, summed over its training runs."""
+    return {
+        "arms": len(arms),
+        "total_steps": sum(a["steps"] for a in arms),
+        "total_completions": sum(a["completions"] for a in arms),
+        "total_completion_tokens": sum(a["completion_tokens"] for a in arms),
+        "total_train_wall_s": round(sum(a["wall_s"] or a["train_runtime_s"] or 0 for a in arms), 1),
+        "total_eval_wall_s": round(sum(a["eval_wall_s"] or 0 for a in arms), 1),
     }
 
 
@@ -802,28 +880,10 @@ def study_statistics(settings: CompareSettings, runs: list[dict], accuracy: dict
     base_path = out / BASE / FINAL_EVAL
     base = read_eval(base_path) if settings.eval_base and base_path.exists() else None
     steps = ([0] if base else []) + settings.checkpoint_steps() + [settings.steps]
-    curves, rollouts, offsets, per_run = {}, {}, {}, {row["arm"]: [] for row in runs}
+    per_run = {row["arm"]: [] for row in runs}
     for row in runs:
         per_run[row["arm"]].append(row)
-    ids = None
-    for arm in settings.arms:
-        seeds = []
-        for seed in settings.seeds:
-            directory = arm_dir(out, arm.name, seed)
-            results = ([base] if base else []) + [read_eval(eval_path(directory, step))
-                                                  for step in settings.checkpoint_steps()] + \
-                [read_eval(eval_path(directory, None))]
-            these, rates = _rates(results, primary)
-            if ids is not None and these != ids:
-                raise CompareError(f"{primary}: the arms were evaluated on different problems; rerun with one harness")
-            ids = these
-            seeds.append(rates)
-        curves[arm.name] = np.asarray(seeds)  # (seeds, points, problems)
-        per_step = {row["completions_per_step"] for row in per_run[arm.name]}
-        if len(per_step) != 1:
-            raise CompareError(f"arm {arm.name!r}: its seeds sampled {sorted(per_step)} completions per step")
-        rollouts[arm.name] = np.asarray(steps, dtype=float) * per_step.pop()
-        offsets[arm.name] = per_run[arm.name][0]["scoring_rollouts"]
+    ids, curves, rollouts, offsets = _curves_and_rollouts(settings, out, primary, base, steps, per_run)
     conf, resamples, seed = settings.eval.confidence, settings.eval.resamples, settings.eval.seed
     reach = rollouts_to_reach(curves, rollouts, settings.baseline, offsets=offsets, confidence=conf,
                               resamples=resamples, seed=seed)
@@ -832,13 +892,6 @@ def study_statistics(settings: CompareSettings, runs: list[dict], accuracy: dict
     for arm in settings.arms:
         name = arm.name
         low, high = curve_bands(draws[name], conf)
-        shares, share_curves = [], []
-        for row in per_run[name]:
-            share_steps, values = zero_advantage(Path(row["dir"]))
-            if values:
-                shares.append(float(np.mean(values)))
-                share_curves.append(dict(zip(share_steps, values, strict=True)))
-        common = sorted(set.intersection(*(set(c) for c in share_curves))) if share_curves else []
         final = accuracy[name][primary]
         train_rollouts = float(rollouts[name][-1])
         arms[name] = {
@@ -852,10 +905,7 @@ def study_statistics(settings: CompareSettings, runs: list[dict], accuracy: dict
             "scoring_rollouts": int(offsets[name]),
             "total_rollouts": int(train_rollouts + offsets[name]),
             "rollouts_to_reach_baseline": reach[name],
-            "zero_adv_share": float(np.mean(shares)) if shares else None,
-            "zero_adv_share_per_seed": shares,
-            "zero_adv_curve": {"step": common,
-                               "share": [float(np.mean([c[s] for c in share_curves])) for s in common]},
+            **_zero_advantage_summary(per_run[name]),
             "curve": {
                 "step": steps,
                 "train_rollouts": [int(x) for x in rollouts[name]],
@@ -872,6 +922,58 @@ def study_statistics(settings: CompareSettings, runs: list[dict], accuracy: dict
                 arm["curve"]["accuracy"][0] >= target - 1e-9 for arm in arms.values()),
             "interval": f"{100 * conf:g}% percentile bootstrap over problems and seeds, {resamples} draws",
             "arms": arms}
+
+
+def _curves_and_rollouts(settings: CompareSettings, out: Path, primary: str, base: dict | None, steps: list[int],
+                         per_run: dict[str, list[dict]]) -> tuple[list[str] | None, dict, dict, dict]:
+    """Every arm's learning curve on `primary` (seeds, points, problems), the training rollouts at each of its
+    points and the scoring rollouts spent before training, with the problem ids they share."""
+    curves, rollouts, offsets, ids = {}, {}, {}, None
+    for arm in settings.arms:
+        ids, curves[arm.name] = _arm_curve(settings, out, arm, primary, base, ids)
+        per_step = {row["completions_per_step"] for row in per_run[arm.name]}
+        if len(per_step) != 1:
+            raise CompareError(f"arm {arm.name!r}: its seeds sampled {sorted(per_step)} completions per step")
+        rollouts[arm.name] = np.asarray(steps, dtype=float) * per_step.pop()
+        offsets[arm.name] = per_run[arm.name][0]["scoring_rollouts"]
+    return ids, curves, rollouts, offsets
+
+
+def _arm_curve(settings: CompareSettings, out: Path, arm: Arm, primary: str, base: dict | None,
+               ids: list[str] | None) -> tuple[list[str], np.ndarray]:
+    """One arm's per-problem accuracy on `primary` at every curve point, shape (seeds, points, problems), and
+    the problem ids, which must be those of every arm before it (`ids`, None for the first)."""
+    from curriculum.evaluation import read_eval
+
+    seeds = []
+    for seed in settings.seeds:
+        directory = arm_dir(out, arm.name, seed)
+        results = ([base] if base else []) + [read_eval(eval_path(directory, step))
+                                              for step in settings.checkpoint_steps()] + \
+            [read_eval(eval_path(directory, None))]
+        these, rates = _rates(results, primary)
+        if ids is not None and these != ids:
+            raise CompareError(f"{primary}: the arms were evaluated on different problems; rerun with one harness")
+        ids = these
+        seeds.append(rates)
+    return ids, np.asarray(seeds)
+
+
+def _zero_advantage_summary(rows: list[dict]) -> dict:
+    """The share of zero-advantage groups of one arm: mean over training (pooled and per seed) and the curve
+    averaged over its seeds at the steps every seed logged."""
+    shares, share_curves = [], []
+    for row in rows:
+        share_steps, values = zero_advantage(Path(row["dir"]))
+        if values:
+            shares.append(float(np.mean(values)))
+            share_curves.append(dict(zip(share_steps, values, strict=True)))
+    common = sorted(set.intersection(*(set(c) for c in share_curves))) if share_curves else []
+    return {
+        "zero_adv_share": float(np.mean(shares)) if shares else None,
+        "zero_adv_share_per_seed": shares,
+        "zero_adv_curve": {"step": common, "share": [float(np.mean([c[s] for c in share_curves])) for s in common]},
+    }
 
 
 def study_json(comparison: dict) -> dict:
@@ -1010,12 +1112,29 @@ def write_compare_report(out: str | Path) -> reports.Report:
     if not path.exists():
         raise CompareError(f"{path} does not exist; run `curriculum compare` first")
     comparison = json.loads(path.read_text())
-    s, harness, compute = comparison["settings"], comparison["harness"], comparison["compute"]
-    names = _arm_names(s)
+    s, harness = comparison["settings"], comparison["harness"]
     report_dir = out / reports.REPORT_DIR
     report_dir.mkdir(parents=True, exist_ok=True)
-    doc = reports.Document(f"Schedules compared at equal compute: {', '.join(names)}")
-    figures: list[Path] = []
+    doc = reports.Document(f"Schedules compared at equal compute: {', '.join(_arm_names(s))}")
+    _report_arms(doc, s)
+    doc.h2("Result")
+    k = harness.get("k")
+    _report_accuracy(doc, comparison, k)
+    _report_differences(doc, comparison)
+    if comparison.get("study"):
+        _report_study(doc, comparison["study"])
+    figures = _report_figures(doc, out, comparison, report_dir, k)
+    _report_compute(doc, comparison)
+    _report_harness(doc, s, harness, k)
+    markdown = doc.to_markdown(report_dir)
+    (report_dir / "report.md").write_text(markdown)
+    (report_dir / "report.html").write_text(doc.to_html())
+    return reports.Report(markdown=report_dir / "report.md", html=report_dir / "report.html", figures=figures,
+                          found=[COMPARISON], missing=[])
+
+
+def _report_arms(doc: reports.Document, s: dict) -> None:
+    """What every arm shares, and a table of what each arm sets for itself."""
     arm_specs = s.get("arms") or {}
     differs = "only the schedule differs" if all(set(spec) == {"schedule"} for spec in arm_specs.values()) else \
         "arms differ only in what the table below says"
@@ -1028,8 +1147,10 @@ def write_compare_report(out: str | Path) -> reports.Report:
         keys = [key for key in ARM_KEYS if any(key in spec for spec in arm_specs.values())]
         doc.table(["arm", *keys], [[name, *(_spec(spec.get(key)) for key in keys)]
                                    for name, spec in arm_specs.items()])
-    doc.h2("Result")
-    k = harness.get("k")
+
+
+def _report_accuracy(doc: reports.Document, comparison: dict, k) -> None:
+    """Final accuracy per arm and benchmark (seeds pooled), and the untrained model's, with intervals."""
     rows = []
     for name, by_name in comparison["accuracy"].items():
         for benchmark, value in by_name.items():
@@ -1038,16 +1159,21 @@ def write_compare_report(out: str | Path) -> reports.Report:
         for benchmark, value in comparison["base"].items():
             rows.append(["(untrained model)", benchmark, "", k, "", reports.fmt_interval(value)])
     doc.table(["arm", "benchmark", "problems", "k", "seeds", "avg@k % [95% CI]"], rows)
+
+
+def _report_differences(doc: reports.Document, comparison: dict) -> None:
+    """Each arm minus the baseline, paired over problems, with a verdict in words under the table."""
+    baseline = comparison["settings"]["baseline"]
     diff_rows, verdicts = [], []
     for name, by_name in comparison["differences"].items():
         for benchmark, diff in by_name.items():
             significant = diff["significant"]
             verdict = "significant" if significant else "NOT significant (the interval contains 0)"
-            diff_rows.append([f"{name} - {s['baseline']}", benchmark, reports.fmt_difference(diff),
+            diff_rows.append([f"{name} - {baseline}", benchmark, reports.fmt_difference(diff),
                               f"{diff['p_value']:.3f}", ", ".join(f"{100 * d:+.1f}" for d in diff["per_seed"]),
                               verdict])
             verdicts.append(
-                f"`{name}` minus `{s['baseline']}` on {benchmark}: {reports.fmt_difference(diff)} "
+                f"`{name}` minus `{baseline}` on {benchmark}: {reports.fmt_difference(diff)} "
                 + ("- a significant difference at 95%." if significant else
                    "- not significant: this comparison cannot tell the arms apart.")
             )
@@ -1056,36 +1182,43 @@ def write_compare_report(out: str | Path) -> reports.Report:
     doc.table(["difference", "benchmark", "pts [95% CI]", "bootstrap p", "per seed (pts)", "verdict"], diff_rows)
     for line in verdicts:
         doc.text(line)
-    study = comparison.get("study")
-    if study:
-        doc.h2("Learning curves and compute to reach the baseline")
-        doc.text(
-            f"On `{study['benchmark']}` ({study['n_problems']} problems, k = {study['k']}), evaluated at steps "
-            f"{', '.join(map(str, next(iter(study['arms'].values()))['curve']['step']))} (step 0: the untrained "
-            f"model). Target: the baseline `{study['baseline']}`'s final accuracy, {100 * study['target']:.1f}%. "
-            "Rollouts to reach it: the first crossing of the arm's curve (linear between evaluated points), median "
-            f"and interval over a {study['interval']}; 'not reached' where the curve stays below. Training "
-            "rollouts = steps x prompts per step x completions per prompt; scoring rollouts = the samples summed "
-            "over the scores parquet the arm's buckets needed (0 for an unscored pool)."
-        )
-        if study.get("target_at_start"):
-            doc.text("**The baseline's final accuracy is no higher than the untrained model's**, so every arm "
-                     "'reaches' it at 0 training rollouts: here the rollouts-to-reach numbers say nothing; train "
-                     "longer or compare the final accuracies.")
-        reach_rows = []
-        for name, arm in study["arms"].items():
-            reach = arm["rollouts_to_reach_baseline"]
-            reach_rows.append([
-                name, f"{100 * arm['accuracy']:.1f} [{100 * arm['ci'][0]:.1f}, {100 * arm['ci'][1]:.1f}]",
-                ", ".join(f"{100 * v:.1f}" for v in arm["per_seed"]),
-                f"{arm['train_rollouts']:,}", f"{arm['scoring_rollouts']:,}", f"{arm['total_rollouts']:,}",
-                fmt_reach(reach), _relative(reach), f"{100 * reach['reached_frac']:.0f}%",
-                fmt_reach(reach["total"]), _relative(reach["total"]),
-                "–" if arm["zero_adv_share"] is None else f"{arm['zero_adv_share']:.2f}",
-            ])
-        doc.table(["arm", "final % [95% CI]", "per seed %", "train rollouts", "scoring rollouts", "total rollouts",
-                   "train rollouts to reach [95%]", "vs baseline", "draws reaching",
-                   "total rollouts to reach [95%]", "vs baseline total", "zero-adv share"], reach_rows)
+
+
+def _report_study(doc: reports.Document, study: dict) -> None:
+    """The learning-curve section: how the numbers are read, then per arm its compute and rollouts to reach."""
+    doc.h2("Learning curves and compute to reach the baseline")
+    doc.text(
+        f"On `{study['benchmark']}` ({study['n_problems']} problems, k = {study['k']}), evaluated at steps "
+        f"{', '.join(map(str, next(iter(study['arms'].values()))['curve']['step']))} (step 0: the untrained "
+        f"model). Target: the baseline `{study['baseline']}`'s final accuracy, {100 * study['target']:.1f}%. "
+        "Rollouts to reach it: the first crossing of the arm's curve (linear between evaluated points), median "
+        f"and interval over a {study['interval']}; 'not reached' where the curve stays below. Training "
+        "rollouts = steps x prompts per step x completions per prompt; scoring rollouts = the samples summed "
+        "over the scores parquet the arm's buckets needed (0 for an unscored pool)."
+    )
+    if study.get("target_at_start"):
+        doc.text("**The baseline's final accuracy is no higher than the untrained model's**, so every arm "
+                 "'reaches' it at 0 training rollouts: here the rollouts-to-reach numbers say nothing; train "
+                 "longer or compare the final accuracies.")
+    reach_rows = []
+    for name, arm in study["arms"].items():
+        reach = arm["rollouts_to_reach_baseline"]
+        reach_rows.append([
+            name, f"{100 * arm['accuracy']:.1f} [{100 * arm['ci'][0]:.1f}, {100 * arm['ci'][1]:.1f}]",
+            ", ".join(f"{100 * v:.1f}" for v in arm["per_seed"]),
+            f"{arm['train_rollouts']:,}", f"{arm['scoring_rollouts']:,}", f"{arm['total_rollouts']:,}",
+            fmt_reach(reach), _relative(reach), f"{100 * reach['reached_frac']:.0f}%",
+            fmt_reach(reach["total"]), _relative(reach["total"]),
+            "–" if arm["zero_adv_share"] is None else f"{arm['zero_adv_share']:.2f}",
+        ])
+    doc.table(["arm", "final % [95% CI]", "per seed %", "train rollouts", "scoring rollouts", "total rollouts",
+               "train rollouts to reach [95%]", "vs baseline", "draws reaching",
+               "total rollouts to reach [95%]", "vs baseline total", "zero-adv share"], reach_rows)
+
+
+def _report_figures(doc: reports.Document, out: Path, comparison: dict, report_dir: Path, k) -> list[Path]:
+    """Draw the final-accuracy, learning-curve and training-curve plots; add those that had data."""
+    figures: list[Path] = []
     evals = {name: _as_eval(by_name, k) for name, by_name in comparison["accuracy"].items()}
     if comparison.get("base"):
         evals = {"untrained": _as_eval(comparison["base"], k), **evals}
@@ -1101,6 +1234,12 @@ def write_compare_report(out: str | Path) -> reports.Report:
         if figure is not None:
             figures.append(figure)
             doc.figure(figure, caption)
+    return figures
+
+
+def _report_compute(doc: reports.Document, comparison: dict) -> None:
+    """What the study spent: totals, then one row per training run."""
+    compute = comparison["compute"]
     doc.h2("Compute used")
     doc.text(
         f"{compute['arms']} training runs, {compute['total_steps']} optimizer steps, "
@@ -1113,6 +1252,10 @@ def write_compare_report(out: str | Path) -> reports.Report:
               [[a.get("arm", a["schedule"]), a["seed"], a["steps"], a["completions"], a["completion_tokens"],
                 a["tokens_seen"], _seconds(a["wall_s"] or a["train_runtime_s"]), _seconds(a["eval_wall_s"])]
                for a in comparison["arms"]])
+
+
+def _report_harness(doc: reports.Document, s: dict, harness: dict, k) -> None:
+    """The one evaluation harness every arm and checkpoint was measured with."""
     doc.h2("Harness")
     sampling = harness.get("sampling") or {}
     which = f"first {harness['limit']}" if harness.get("limit") else "all"
@@ -1122,11 +1265,6 @@ def write_compare_report(out: str | Path) -> reports.Report:
         f"top_p {sampling.get('top_p')}, max_tokens {sampling.get('max_tokens')}, seed {harness.get('seed')}: "
         "identical for every arm and checkpoint."
     )
-    markdown = doc.to_markdown(report_dir)
-    (report_dir / "report.md").write_text(markdown)
-    (report_dir / "report.html").write_text(doc.to_html())
-    return reports.Report(markdown=report_dir / "report.md", html=report_dir / "report.html", figures=figures,
-                          found=[COMPARISON], missing=[])
 
 
 def _spec(value) -> str:

@@ -167,7 +167,7 @@ class CurriculumGRPOTrainer(GRPOTrainer):
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         if self.model.training:
-            self._observe_chunk(inputs, completions, rewards_per_func)
+            self._observe_groups(inputs, completions, rewards_per_func)
         return rewards_per_func
 
     def _outcomes(self, inputs, completions) -> list[tuple[bool, bool]]:
@@ -187,7 +187,7 @@ class CurriculumGRPOTrainer(GRPOTrainer):
                                timeout_s=self._verify["timeout_s"], workers=self._verify["workers"])
         return [(verdict.correct, verdict.status != UNPARSEABLE_GOLD) for verdict in verdicts]
 
-    def _observe_chunk(self, inputs, completions, rewards_per_func: torch.Tensor) -> None:
+    def _observe_groups(self, inputs, completions, rewards_per_func: torch.Tensor) -> None:
         """Mark the generation's chunk consumed, feed its groups' passes to the sampler, log `curriculum/*`."""
         from accelerate.utils import gather_object
 

@@ -12,8 +12,10 @@ Small overrides and nothing else:
 How stale are the estimates a chunk is drawn with? accelerate's dataloader reads one batch ahead and the
 Trainer reads an optimizer step's micro-batches at once, so a chunk is drawn one read ahead of its use:
 
-    steps_per_generation = gradient_accumulation_steps (TRL's default; one chunk per optimizer step):
-    step k-1 starts ─► reads chunk k-1, and chunk k (read-ahead) ─► observes chunk k-1 ─► step k ...
+    steps_per_generation = gradient_accumulation_steps (TRL's default; chunk k trains at step k):
+    step k-1 starts ─► gets chunk k-1 (drawn earlier), reads ahead: draws chunk k
+                   ─► generates for chunk k-1, observes its groups, optimizer step
+    step k   starts ─► gets chunk k, draws chunk k+1 ─► observes chunk k ─► ...
     => the chunk that trains at step k is drawn with the estimates as of the end of step k-2: one
        optimizer step (one chunk) older than the freshest possible.
 

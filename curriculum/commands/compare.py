@@ -109,32 +109,53 @@ def compare(ctx, config_path, buckets, model, schedules, baseline, steps, seeds,
         curriculum compare --buckets runs/demo-cpu/buckets --schedules linear,uniform --steps 20 \\
             --seeds 0,1 --benchmarks gsm8k --limit 50 --samples 4 --out runs/compare
     """
+    if report_only:
+        _report_only(out, study_json)
+        return
+    cli = {"buckets": str(buckets) if buckets else None, "model": model, "baseline": baseline, "steps": steps,
+           "seeds": seeds, "num_generations": num_generations, "eval_every": eval_every,
+           "scores": str(scores) if scores else None, "benchmarks": _list(benchmarks),
+           "heldout": str(heldout) if heldout else None, "primary": primary, "eval_engine": eval_engine,
+           "eval_base": not no_base, "data_dir": str(data_dir) if data_dir else None,
+           "keep_optimizer_state": keep_optimizer_state}
+    harness = (("samples", "samples", samples), ("limit", "limit", limit),
+               ("max_tokens", "eval_max_tokens", eval_max_tokens),
+               ("temperature", "eval_temperature", eval_temperature), ("seed", "eval_seed", eval_seed))
+    settings = _settings(ctx, config_path, assignments, schedules, out, cli, harness)
+    _run(settings, out, study_json)
+
+
+def _given(ctx, name: str) -> bool:
+    """Whether the option was given on the command line (it then wins over the study file)."""
+    return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+
+
+def _report_only(out: Path, study_json: Path | None) -> None:
+    """--report-only: re-render the report (and --study-json) from an existing comparison.json."""
     from curriculum import compare as lib
 
-    if report_only:
-        try:
-            result = lib.write_compare_report(out)
-        except lib.CompareError as error:
-            raise click.ClickException(str(error)) from error
-        click.echo(f"wrote {result.markdown} and {result.html}")
-        if study_json:
-            import json
+    try:
+        result = lib.write_compare_report(out)
+    except lib.CompareError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"wrote {result.markdown} and {result.html}")
+    if study_json:
+        import json
 
-            comparison = json.loads((Path(out) / lib.COMPARISON).read_text())
-            if "study" not in comparison:
-                raise click.ClickException(f"{Path(out) / lib.COMPARISON} predates study statistics; rerun compare")
-            click.echo(f"wrote {lib.write_study_json(comparison, study_json)}")
-        return
+        comparison = json.loads((Path(out) / lib.COMPARISON).read_text())
+        if "study" not in comparison:
+            raise click.ClickException(f"{Path(out) / lib.COMPARISON} predates study statistics; rerun compare")
+        click.echo(f"wrote {lib.write_study_json(comparison, study_json)}")
 
+
+def _settings(ctx, config_path: Path | None, assignments, schedules: str, out: Path, cli: dict, harness_options):
+    """The study's CompareSettings: the study file or recipe, then --set, then the options given on the command
+    line (an option left at its default does not override the study file); refused settings are usage errors.
+
+    `harness_options` holds (EvalSettings field, option name, value) for each harness option."""
+    from curriculum import compare as lib
     from curriculum.evaluation import EvalSettings, EvaluationError
-    from curriculum.models import ModelResolutionError
-    from curriculum.rollout.base import RolloutError
     from curriculum.training.config import ConfigError, TrainSettings, apply_overrides, load_recipe
-    from curriculum.training.run import TrainSetupError
-    from curriculum.verify import VerificationError
-
-    def given(name: str) -> bool:
-        return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
 
     try:
         study: dict = {}
@@ -142,36 +163,38 @@ def compare(ctx, config_path, buckets, model, schedules, baseline, steps, seeds,
         if config_path and lib.is_study_file(config_path):
             study, section = lib.read_study(config_path)
             recipe = TrainSettings.from_dict(section, source=str(config_path))
-            if given("schedules"):
+            if _given(ctx, "schedules"):
                 raise lib.CompareError("--schedules and a study file's `arms:` both name the arms; use one")
         elif config_path:
             recipe, _ = load_recipe(config_path)
         recipe = apply_overrides(recipe, list(assignments))
-        cli = {"buckets": str(buckets) if buckets else None, "model": model, "baseline": baseline, "steps": steps,
-               "seeds": seeds, "num_generations": num_generations, "eval_every": eval_every,
-               "scores": str(scores) if scores else None, "benchmarks": _list(benchmarks),
-               "heldout": str(heldout) if heldout else None, "primary": primary, "eval_engine": eval_engine,
-               "eval_base": not no_base, "data_dir": str(data_dir) if data_dir else None,
-               "keep_optimizer_state": keep_optimizer_state}
         option = {"eval_base": "no_base"}
         values = {key: value for key, value in cli.items()
-                  if given(option.get(key, key)) or key not in study}
+                  if _given(ctx, option.get(key, key)) or key not in study}
         values = {**study, **values}
         harness = dict(study.get("eval") or {})
-        for field, name, value in (("samples", "samples", samples), ("limit", "limit", limit),
-                                   ("max_tokens", "eval_max_tokens", eval_max_tokens),
-                                   ("temperature", "eval_temperature", eval_temperature),
-                                   ("seed", "eval_seed", eval_seed)):
-            if given(name) or field not in harness:
+        for field, name, value in harness_options:
+            if _given(ctx, name) or field not in harness:
                 harness[field] = value
         values["eval"] = EvalSettings(**harness)
         if values.get("steps") is None:
             raise lib.CompareError("give the number of training steps: --steps N (or `steps:` in the study file)")
         if "arms" not in values:
             values["schedules"] = _list(schedules)
-        settings = lib.CompareSettings(out=str(out), train=_shared_recipe(recipe), **values)
+        return lib.CompareSettings(out=str(out), train=_shared_recipe(recipe), **values)
     except (ConfigError, lib.CompareError, EvaluationError, TypeError) as error:
         raise click.UsageError(str(error)) from error
+
+
+def _run(settings, out: Path, study_json: Path | None) -> None:
+    """Run the study with its narration and an evaluation progress bar, then print the results."""
+    from curriculum import compare as lib
+    from curriculum.evaluation import EvaluationError
+    from curriculum.models import ModelResolutionError
+    from curriculum.rollout.base import RolloutError
+    from curriculum.training.config import ConfigError
+    from curriculum.training.run import TrainSetupError
+    from curriculum.verify import VerificationError
 
     runs = len(settings.arms) * len(settings.seeds)
     points = len(settings.checkpoint_steps()) + 1

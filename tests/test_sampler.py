@@ -226,6 +226,8 @@ def test_state_from_another_setup_is_refused():
         sampler("linear", count=30).load_state_dict(state)
     with pytest.raises(ValueError, match="batch_size"):
         sampler("linear", batch_size=2).load_state_dict(state)
+    with pytest.raises(ValueError, match="version 1 did not record which chunks were consumed"):
+        sampler("linear").load_state_dict({**state, "version": 1})
 
 
 def test_bad_construction_is_refused():

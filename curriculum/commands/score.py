@@ -98,33 +98,18 @@ def score(ctx, problems, model, engine, engine_options, base_url, samples, adapt
         return
     if problems is None or out is None:
         raise click.UsageError("--problems and --out are required (or use `curriculum score merge`)")
-    from curriculum.models import ModelResolutionError, model_label
-    from curriculum.rollout import RolloutError, Sampling, get_engine
-    from curriculum.scoring import (
-        ScoreConfig,
-        ScoringError,
-        Shard,
-        check_output,
-        load_problems,
-        parse_edges,
-        score,
-    )
+    from curriculum.models import ModelResolutionError
+    from curriculum.rollout import RolloutError
+    from curriculum.scoring import ScoringError, Shard, check_output, load_problems
     from curriculum.verify import VerificationError
 
-    options = _parse_options(engine_options)
-    if base_url:
-        if engine != "openai":
-            raise click.UsageError("--base-url is for --engine openai")
-        options["base_url"] = base_url
+    options = _engine_options(engine_options, engine, base_url)
     errors = (ScoringError, ModelResolutionError, RolloutError, VerificationError)
     try:
-        config = ScoreConfig(
-            samples=samples, adaptive=adaptive, max_samples=max_samples, edges=parse_edges(edges),
-            interval=interval, confidence=confidence, stop_confidence=stop_confidence, chunk_size=chunk_size,
-            extraction=extraction,
-            sampling=Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed),
-            template=_template(prompt_config),
-        )
+        config = _score_config(samples=samples, adaptive=adaptive, max_samples=max_samples, edges=edges,
+                               interval=interval, confidence=confidence, stop_confidence=stop_confidence,
+                               chunk_size=chunk_size, extraction=extraction, temperature=temperature, top_p=top_p,
+                               max_tokens=max_tokens, seed=seed, prompt_config=prompt_config)
         selected = Shard.parse(shard) if shard else None
         frame = load_problems(problems)
     except errors as error:
@@ -137,6 +122,44 @@ def score(ctx, problems, model, engine, engine_options, base_url, samples, adapt
     click.echo(f"scoring {len(frame)} problems{f' (shard {selected})' if selected else ''} with {model} "
                f"on {engine}: {samples} samples" + (f" per round, at most {max_samples}" if adaptive else ""),
                err=True)
+    summary = _run_scoring(frame, engine, model, options, config, out, selected=selected, resume=resume,
+                           keep_completions=keep_completions, errors=errors)
+    _print_summary(summary)
+
+
+def _engine_options(pairs: tuple[str, ...], engine: str, base_url: str | None) -> dict:
+    """The engine's constructor options: --engine-option pairs, plus --base-url (openai only)."""
+    options = _parse_options(pairs)
+    if base_url:
+        if engine != "openai":
+            raise click.UsageError("--base-url is for --engine openai")
+        options["base_url"] = base_url
+    return options
+
+
+def _score_config(*, samples, adaptive, max_samples, edges, interval, confidence, stop_confidence, chunk_size,
+                  extraction, temperature, top_p, max_tokens, seed, prompt_config):
+    """The options as one ScoreConfig (edges parsed, sampling and prompt template built)."""
+    from curriculum.rollout import Sampling
+    from curriculum.scoring import ScoreConfig, parse_edges
+
+    return ScoreConfig(
+        samples=samples, adaptive=adaptive, max_samples=max_samples, edges=parse_edges(edges),
+        interval=interval, confidence=confidence, stop_confidence=stop_confidence, chunk_size=chunk_size,
+        extraction=extraction,
+        sampling=Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed),
+        template=_template(prompt_config),
+    )
+
+
+def _run_scoring(frame, engine: str, model: str, options: dict, config, out: Path, *, selected, resume: bool,
+                 keep_completions: bool, errors: tuple):
+    """Start the engine and score with a progress bar; a failure or ^C says whether --resume can continue, and
+    the engine is closed whatever happens."""
+    from curriculum.models import model_label
+    from curriculum.rollout import RolloutError, get_engine
+    from curriculum.scoring import score
+
     runner = None
     bar = _ProgressBar()
     try:
@@ -144,8 +167,8 @@ def score(ctx, problems, model, engine, engine_options, base_url, samples, adapt
             runner = get_engine(engine, model, **options)
         except (TypeError, ValueError) as error:
             raise RolloutError(f"cannot start the {engine} engine: {error}") from error
-        summary = score(frame, runner, config, out, model=model_label(model), shard=selected, resume=resume,
-                        keep_completions=keep_completions, on_progress=bar.update)
+        return score(frame, runner, config, out, model=model_label(model), shard=selected, resume=resume,
+                     keep_completions=keep_completions, on_progress=bar.update)
     except errors as error:
         bar.close()
         hint = " (finished problems are saved; rerun with --resume)" if _has_parts(out) else ""
@@ -157,7 +180,6 @@ def score(ctx, problems, model, engine, engine_options, base_url, samples, adapt
         bar.close()
         if runner is not None:
             runner.close()
-    _print_summary(summary)
 
 
 def _has_parts(out: Path) -> bool:

@@ -23,8 +23,9 @@ plus `manifest.json` and a histogram of pass rates (or ratings) with the bucket 
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from curriculum import contracts
+from curriculum.layout import HELDOUT, MANIFEST
 from curriculum.prompts import DEFAULT_TEMPLATE, PromptTemplate
 
 STRATEGIES = ("quantile", "thresholds", "kmeans")
@@ -39,7 +41,6 @@ TIE_RULES = ("length", "merge")
 DIFFICULTY_KINDS = ("pass_rate", "rating")
 DIFFICULTY_SCALES = (1, 100)
 KEPT_SCORE_COLUMNS = ("n", "k", "pass_rate", "ci_low", "ci_high", "mean_tokens", "truncated_frac")
-MANIFEST = "manifest.json"
 HISTOGRAM = "pass_rates.png"
 RATING_HISTOGRAM = "ratings.png"
 UNKNOWN_PASS_RATE = 0.5  # Beta(1, 1) mean: the online estimate's prior for a problem nobody rolled out
@@ -73,12 +74,19 @@ class BuildConfig:
     max_per_bucket: int | None = None
     seed: int = 0
     ties: str = "merge"
+    heldout: int = 0  # problems held out of training (stratified by bucket), saved beside the buckets
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
-            raise BuildError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+            raise BuildError(f"strategy: unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if self.ties not in TIE_RULES:
-            raise BuildError(f"unknown tie rule {self.ties!r}; choose one of {', '.join(TIE_RULES)}")
+            raise BuildError(f"ties: unknown tie rule {self.ties!r}; choose one of {', '.join(TIE_RULES)}")
+        for name in ("num_buckets", "seed", "heldout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise BuildError(f"{name}: expected an integer, got {value!r}")
+        if self.heldout < 0:
+            raise BuildError(f"heldout: must be 0 (none) or a number of problems, got {self.heldout}")
         if self.edges is not None:
             if self.strategy != "thresholds":
                 raise BuildError("edges are only used by the thresholds strategy")
@@ -96,6 +104,24 @@ class BuildConfig:
             raise BuildError(f"max_ci_width must be in (0, 1], got {self.max_ci_width}")
         if self.max_per_bucket is not None and self.max_per_bucket < 1:
             raise BuildError(f"max_per_bucket must be >= 1, got {self.max_per_bucket}")
+
+    @classmethod
+    def from_recipe(cls, section: dict) -> BuildConfig:
+        """A pipeline's `build:` section (`buckets` is `num_buckets`), checked: errors start with the key."""
+        from curriculum.recipe import check_fields
+
+        values = dict(section)
+        if "buckets" in values:
+            values["num_buckets"] = values.pop("buckets")
+        try:
+            values = check_fields(cls, values, error=BuildError)
+            if values.get("edges") is not None:
+                values["edges"] = list(values["edges"])
+            return cls(**values)
+        except BuildError as error:  # the recipe calls num_buckets `buckets`
+            text = str(error)
+            raise BuildError("buckets:" + text.removeprefix("num_buckets:") if text.startswith("num_buckets:")
+                             else text) from None
 
 
 @dataclass
@@ -148,11 +174,25 @@ class Bucketing:
 
 @dataclass
 class BuildResult:
-    """The bucketed problems (one row each, with `bucket`), those held back, and the manifest."""
+    """The bucketed problems (one row each, with `bucket`), those held back, the manifest, and the held-out
+    split (`BuildConfig.heldout`) when one was asked for."""
 
     frame: pd.DataFrame
     held_back: pd.DataFrame
     manifest: dict[str, Any] = field(default_factory=dict)
+    heldout: BuildResult | None = None
+
+    def summary(self) -> str:
+        """One line: what trains, per bucket, what was dropped, and the held-out split."""
+        return describe_manifest(self.manifest, self.heldout.manifest if self.heldout is not None else None)
+
+
+def describe_manifest(manifest: dict, heldout: dict | None = None) -> str:
+    """The one-line summary of a build from its manifest (and the held-out split's)."""
+    text = f"{manifest.get('total')} problems in buckets {manifest.get('counts')}, dropped {manifest.get('dropped')}"
+    if heldout is not None:
+        text += f"; held out {heldout.get('total')} {heldout.get('counts')}"
+    return text
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -366,7 +406,12 @@ def build(scores: pd.DataFrame, problems: pd.DataFrame, config: BuildConfig, *,
         "sampling": _json_or_text(first["sampling"]) if "sampling" in scores.columns else None,
     }
     solved, unsolved = (frame["k"] >= frame["n"]).to_numpy(), (frame["k"] <= 0).to_numpy()
-    return _build(frame, problems, config, solved, unsolved, origin, {}, template)
+    result = _build(frame, problems, config, solved, unsolved, origin, {}, template)
+    if config.heldout:
+        result = split_heldout(result, config, lambda held: build(
+            scores[~scores["id"].isin(held)], problems, replace(config, heldout=0), scores_path=scores_path,
+            problems_path=problems_path, template=template))
+    return result
 
 
 def build_from_column(problems: pd.DataFrame, spec: DifficultyColumn, config: BuildConfig, *,
@@ -410,8 +455,52 @@ def build_from_column(problems: pd.DataFrame, spec: DifficultyColumn, config: Bu
         rates = frame["pass_rate"].to_numpy()
         solved, unsolved = rates >= 1, rates <= 0
     kept = problems.assign(**{spec.column: values})  # the source column rides along, parsed, in its own units
-    return _build(frame, kept, config, solved, unsolved, origin, {"missing_difficulty": int(missing.sum())},
-                  template, kind=spec.kind)
+    result = _build(frame, kept, config, solved, unsolved, origin, {"missing_difficulty": int(missing.sum())},
+                    template, kind=spec.kind)
+    if config.heldout:
+        result = split_heldout(result, config, lambda held: build_from_column(
+            problems[~problems["id"].isin(held)], spec, replace(config, heldout=0), problems_path=problems_path,
+            template=template))
+    return result
+
+
+def split_heldout(result: BuildResult, config: BuildConfig, rebuild) -> BuildResult:
+    """Hold `config.heldout` bucketed problems out of training, stratified by bucket, seeded.
+
+    Args:
+        result: the build over every kept problem.
+        config: its settings (`heldout`, `num_buckets`, `seed`).
+        rebuild: ids held out -> the build over the rest, so the training buckets' edges and manifest
+            describe what trains.
+
+    Returns:
+        The rebuilt training result, with `heldout` set to the held-out problems: their bucket labels come
+        from the full build, and their manifest (same format) counts them.
+    """
+    count, frame = config.heldout, result.frame
+    if not 0 < count <= len(frame) - 2 * config.num_buckets:
+        raise BuildError(
+            f"heldout: {count} leaves too little to train on: {len(frame)} problems kept after dropping "
+            f"zero-signal ones, {config.num_buckets} buckets need at least {2 * config.num_buckets}; hold out "
+            "fewer, or score more (or easier) problems"
+        )
+    rng = np.random.default_rng(config.seed)
+    share = count / len(frame)
+    chosen = []
+    for bucket in sorted(frame["bucket"].unique()):
+        members = np.flatnonzero(frame["bucket"].to_numpy() == bucket)
+        take = min(len(members), max(1, round(share * len(members))))
+        chosen.extend(rng.choice(members, take, replace=False).tolist())
+    chosen = sorted(chosen)[:count]
+    held = frame.iloc[chosen].reset_index(drop=True)
+    train = rebuild(set(held["id"]))
+    train.manifest.setdefault("config", {})["heldout"] = count
+    manifest = copy.deepcopy(result.manifest)
+    counts = [int((held["bucket"] == k).sum()) for k in range(config.num_buckets)]
+    manifest.update({"counts": counts, "total": int(len(held)), "role": "held out of training",
+                     "buckets": [{**b, "count": counts[b["bucket"]]} for b in manifest.get("buckets", [])]})
+    train.heldout = BuildResult(frame=held, held_back=held.iloc[0:0], manifest=manifest)
+    return train
 
 
 def _build(frame, problems, config, solved, unsolved, origin, extra_dropped, template, kind="pass_rate"):
@@ -507,8 +596,10 @@ def _json_or_text(value):
 # ---------------------------------------------------------------------------------------------- writing
 
 
-def save(result: BuildResult, out_dir: str | Path, *, sources: dict[str, str] | None = None) -> dict[str, Path]:
-    """Write the HF dataset, manifest.json, the difficulty histogram and held-back problems into `out_dir`."""
+def save(result: BuildResult, out_dir: str | Path, *, sources: dict[str, str] | None = None,
+         heldout_dir: str | Path | None = None) -> dict[str, Path]:
+    """Write the HF dataset, manifest.json, the difficulty histogram and held-back problems into `out_dir`;
+    a held-out split goes, in the same format, to `heldout_dir` (default `<out_dir>/heldout/`)."""
     from datasets import Dataset
 
     out_dir = Path(out_dir)
@@ -526,6 +617,10 @@ def save(result: BuildResult, out_dir: str | Path, *, sources: dict[str, str] | 
     plot_histogram(result.frame["rating" if rating else "pass_rate"], result.frame["bucket"],
                    result.manifest["edges"], result.manifest["num_buckets"], histogram,
                    label="rating (higher = harder)" if rating else "pass rate")
+    if result.heldout is not None:
+        held_dir = Path(heldout_dir) if heldout_dir is not None else out_dir / HELDOUT
+        save(result.heldout, held_dir, sources={**(sources or {}), "heldout_of": "all kept problems"})
+        paths["heldout"] = held_dir
     return paths
 
 

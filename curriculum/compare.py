@@ -871,7 +871,8 @@ def study_statistics(settings: CompareSettings, runs: list[dict], accuracy: dict
                      benchmarks: list[str]) -> dict:
     """Per arm on the primary eval set: learning curves with bands, compute, rollouts to reach the baseline's
     final accuracy, and the zero-advantage share over training."""
-    from curriculum.evaluation import HELDOUT, read_eval
+    from curriculum.evaluation import read_eval
+    from curriculum.layout import HELDOUT
 
     out = Path(settings.out)
     primary = settings.primary or (HELDOUT if HELDOUT in benchmarks else benchmarks[0])

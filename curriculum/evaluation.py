@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from curriculum.data.loaders import BENCHMARKS as BENCHMARK_SOURCES
+from curriculum.layout import HELDOUT, samples_path_for  # noqa: F401 - re-exported for the eval command and compare
 from curriculum.prompts import DEFAULT_TEMPLATE, PromptTemplate
 from curriculum.stats import (  # noqa: F401 - re-exported: evaluation's numbers are built from these
     DEFAULT_RESAMPLES,
@@ -35,8 +36,7 @@ from curriculum.stats import (  # noqa: F401 - re-exported: evaluation's numbers
     pass_k_values,
 )
 
-BENCHMARKS = ("aime24", "amc23", "math500", "gsm8k", "minerva", "olympiadbench")
-HELDOUT = "heldout"
+BENCHMARKS = tuple(BENCHMARK_SOURCES)  # one list: curriculum.data.loaders maps each name to its source config
 
 
 class EvaluationError(ValueError):
@@ -81,11 +81,11 @@ def summarize(
 
 
 def default_data_dir() -> Path | None:
-    """$CURRICULUM_DATA_DIR, else the shared data directory beside the repository when present, else None (hub)."""
-    if os.environ.get("CURRICULUM_DATA_DIR"):
-        return Path(os.environ["CURRICULUM_DATA_DIR"])
-    beside = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return beside if (beside / "eval").is_dir() else None
+    """$CURRICULUM_DATA_DIR, else the shared data directory beside the repository when present, else None (hub);
+    the one resolver is `curriculum.data.sources.data_dir`."""
+    from curriculum.data.sources import data_dir
+
+    return data_dir()
 
 
 def load_eval_set(name: str, *, data_dir: str | Path | None = None, limit: int | None = None):
@@ -207,6 +207,14 @@ class EvalSettings:
             raise EvaluationError(f"chunk_size must be at least 1, got {self.chunk_size}")
         if not 0 < self.confidence < 1:
             raise EvaluationError(f"confidence must be in (0, 1), got {self.confidence}")
+
+    @classmethod
+    def from_recipe(cls, section: dict) -> EvalSettings:
+        """The EvalSettings keys of a pipeline's `eval:` section, checked: errors start with the key."""
+        from curriculum.recipe import check_fields
+
+        names = set(cls.__dataclass_fields__)
+        return cls(**check_fields(cls, {k: v for k, v in section.items() if k in names}, error=EvaluationError))
 
 
 def evaluate(
@@ -353,12 +361,6 @@ def _open_samples(path: str | Path | None):
     return path.open("w", encoding="utf-8")
 
 
-def samples_path_for(out: str | Path) -> Path:
-    """Where the per-completion side file of an eval JSON goes: eval.json -> eval.samples.jsonl."""
-    out = Path(out)
-    return out.with_name(out.stem + ".samples.jsonl")
-
-
 def write_eval(result: dict, out: str | Path) -> Path:
     """Write the eval JSON atomically (a crash never leaves a half file that looks complete)."""
     from curriculum.contracts import atomic_write_text
@@ -379,6 +381,19 @@ def read_eval(path: str | Path) -> dict:
     if not isinstance(result, dict) or "benchmarks" not in result:
         raise EvaluationError(f"{path} is not a `curriculum eval` result (no `benchmarks` field)")
     return result
+
+
+def describe(result: dict, label: str = "") -> str:
+    """One line of an eval result: avg@k with its interval per benchmark (`label` before each, e.g. "after").
+
+    >>> describe({"k": 4, "benchmarks": {"gsm8k": {"avg_at_k": {"mean": 0.5, "ci_low": 0.4, "ci_high": 0.6}}}}, "after")
+    'after gsm8k avg@4 50.0 [40.0, 60.0]%'
+    """
+    from curriculum.stats import fmt_interval
+
+    prefix = f"{label} " if label else ""
+    return "; ".join(f"{prefix}{name} avg@{result.get('k')} {fmt_interval(metrics.get('avg_at_k'))}%"
+                     for name, metrics in headline(result))
 
 
 def headline(result: dict) -> list[tuple[str, dict]]:

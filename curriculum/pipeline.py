@@ -28,9 +28,9 @@ Recipe schema (pipelines/*.yaml):
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -42,13 +42,12 @@ from typing import Any
 
 import yaml
 
-from curriculum import reports
+from curriculum import recipe
+from curriculum.data.loaders import BENCHMARKS as BENCHMARK_SOURCES
+from curriculum.layout import MARKERS, STAGES, RunLayout, fingerprint  # noqa: F401 - MARKERS, STAGES re-exported
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("data", "score", "build", "train", "eval", "report")
-MARKERS = ".pipeline"
-HELDOUT = "heldout"
 SECTIONS = {"name", "out", "model", "prompt", "sampling", "data", "score", "build", "train", "eval", "report"}
 DATA_KEYS = {"sources", "synth", "limit", "eval_sets", "data_dir", "ngram", "overlap"}
 EVAL_KEYS = {"benchmarks", "samples", "limit", "max_tokens", "temperature", "top_p", "seed", "before", "engine",
@@ -57,7 +56,7 @@ BUILD_KEYS = {"buckets", "strategy", "edges", "drop_solved", "drop_unsolved", "k
               "max_per_bucket", "seed", "heldout"}
 REPORT_KEYS = {"title"}
 # Source-config names accepted where a benchmark name is expected (datasets_cfg/ name -> benchmark name).
-BENCHMARK_ALIASES = {"gsm8k_test": "gsm8k", "minerva_math": "minerva"}
+BENCHMARK_ALIASES = {source: name for name, source in BENCHMARK_SOURCES.items() if source != name}
 
 
 class PipelineError(ValueError):
@@ -77,8 +76,30 @@ class StageFailed(PipelineError):
 
 
 @dataclass
+class StageSettings:
+    """Each section of a recipe as its stage's own config object, built (and so checked) when the recipe loads."""
+
+    data: Any  # curriculum.data.PrepareOptions
+    score: Any  # ScoreSection: curriculum.scoring.ScoreConfig + engine
+    build: Any  # curriculum.buckets.BuildConfig
+    train: Any  # curriculum.training.config.TrainSettings
+    eval: Any  # curriculum.evaluation.EvalSettings
+
+
+@dataclass
+class ScoreSection:
+    """The `score:` section: how to score (ScoreConfig) and with what (engine, its options, side file)."""
+
+    config: Any  # curriculum.scoring.ScoreConfig
+    engine: str = "hf"
+    engine_options: dict = field(default_factory=dict)
+    keep_completions: bool = False
+
+
+@dataclass
 class PipelineConfig:
-    """A pipeline recipe, validated; sections other than the named keys are passed to each stage's library."""
+    """A pipeline recipe, validated. The sections stay as written (resolved: shared sampling filled in) for the
+    fingerprints and config.yaml; `settings` holds each as its stage's config object."""
 
     name: str
     out: Path
@@ -92,6 +113,7 @@ class PipelineConfig:
     prompt: str | dict | None = None
     sampling: dict = field(default_factory=dict)
     source: str = "recipe"
+    settings: StageSettings | None = None
 
     @property
     def template(self):
@@ -109,20 +131,10 @@ class PipelineConfig:
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
     """Read and validate a pipeline YAML; `overrides` are `section.key=value` (YAML values)."""
-    path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError as error:
-        raise PipelineError(f"pipeline file {path} does not exist") from error
-    except yaml.YAMLError as error:
-        raise PipelineError(f"{path} is not valid YAML: {error}") from error
-    if not isinstance(data, dict):
-        raise PipelineError(f"{path}: a pipeline must be a mapping, got {type(data).__name__}")
-    for assignment in overrides:
-        key, sep, text = assignment.partition("=")
-        if not sep or not key.strip():
-            raise PipelineError(f"override {assignment!r} must look like section.key=value")
-        _set_path(data, key.strip().split("."), yaml.safe_load(text) if text.strip() else None)
+        data = recipe.load(path, overrides, what="pipeline file")
+    except recipe.RecipeError as error:
+        raise PipelineError(str(error)) from error
     return config_from_dict(data, source=str(path))
 
 
@@ -153,14 +165,64 @@ def config_from_dict(data: dict, *, source: str = "recipe") -> PipelineConfig:
     except ValueError as error:
         raise PipelineError(f"{source}: prompt: {error}") from error
     sampling = resolve_sampling(sections, data.get("sampling"), source)
-    _check_train(sections["train"], source)
-    _check_score(sections["score"], source)
     sections["eval"]["benchmarks"] = [benchmark_name(b) for b in _as_list(sections["eval"].get("benchmarks", ["gsm8k"]))]
     if "eval_sets" in sections["data"]:
         sections["data"]["eval_sets"] = [benchmark_name(b) for b in _as_list(sections["data"]["eval_sets"])]
     out = Path(data.get("out") or Path("runs") / name)
-    return PipelineConfig(name=name, out=out, model=str(data.get("model") or "smollm2-135m"), source=source,
-                          prompt=prompt, sampling=sampling, **sections)
+    config = PipelineConfig(name=name, out=out, model=str(data.get("model") or "smollm2-135m"), source=source,
+                            prompt=prompt, sampling=sampling, **sections)
+    config.settings = stage_settings(config)
+    return config
+
+
+def stage_settings(config: PipelineConfig) -> StageSettings:
+    """Build every section's config object, so a bad value in any section is refused at load, naming
+    `section.key`, instead of when its stage runs (perhaps hours later)."""
+    from curriculum.buckets import BuildConfig, BuildError
+    from curriculum.data import PrepareOptions, SourceError
+    from curriculum.evaluation import BENCHMARKS, EvalSettings, EvaluationError
+    from curriculum.rollout import ENGINES
+    from curriculum.training.config import ConfigError, TrainSettings
+
+    source = config.source
+
+    def fail(section: str, error: Exception) -> PipelineError:
+        """`recipe.yaml: section.key: why`, whichever way the stage's message names its key."""
+        text = " ".join(str(error).split())
+        named = re.match(r"(\w+) (must .*)", text)
+        if named and named.group(1) in (getattr(config, section) or {}):
+            text = f"{named.group(1)}: {named.group(2)}"
+        key = re.match(r"(\w+(?:\.\w+)*): ", text)
+        return PipelineError(f"{source}: {section}.{text}" if key else f"{source}: {section}: {text}")
+
+    try:
+        data = PrepareOptions.from_recipe(config.data)
+    except (SourceError, ValueError) as error:
+        raise fail("data", error) from error
+    _check_score_keys(config.score, source)
+    score = _score_section(config.score, config.template, fail)
+    try:
+        build = BuildConfig.from_recipe(config.build)
+    except BuildError as error:
+        raise fail("build", error) from error
+    try:
+        train = TrainSettings.from_dict(config.train, source=f"{source}: train")
+    except ConfigError as error:
+        raise PipelineError(" ".join(str(error).split())) from error
+    try:
+        evaluation = EvalSettings.from_recipe(config.eval)
+    except EvaluationError as error:
+        raise fail("eval", error) from error
+    for name in config.eval["benchmarks"]:
+        if name not in BENCHMARKS and Path(name).suffix not in (".parquet", ".jsonl", ".json"):
+            raise PipelineError(f"{source}: eval.benchmarks: unknown benchmark {name!r}; expected one of "
+                                f"{', '.join(BENCHMARKS)} or a .parquet/.jsonl problems file")
+    engine = config.eval.get("engine", "hf")
+    if engine not in ENGINES:
+        raise PipelineError(f"{source}: eval.engine: unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    if not isinstance(config.eval.get("before", True), bool):
+        raise PipelineError(f"{source}: eval.before: expected true/false, got {config.eval['before']!r}")
+    return StageSettings(data=data, score=score, build=build, train=train, eval=evaluation)
 
 
 SAMPLING_KEYS = ("temperature", "top_p", "max_tokens")
@@ -235,28 +297,23 @@ def _as_list(value) -> list:
     return list(value)
 
 
-def _check_train(section: dict, source: str) -> None:
-    from curriculum.training.config import ConfigError, TrainSettings
-
-    try:
-        TrainSettings.from_dict(section, source=f"{source}: train")
-    except ConfigError as error:
-        raise PipelineError(str(error)) from error
-
-
-def _check_score(section: dict, source: str) -> None:
+def _check_score_keys(section: dict, source: str) -> None:
     allowed = set(_score_parameters()) | {"engine_options"}
     extra = sorted(set(section) - allowed)
     if extra:
         raise PipelineError(f"{source}: unknown key(s) {extra} in `score`; expected some of {sorted(allowed)}")
 
 
-def _set_path(data: dict, path: list[str], value: Any) -> None:
-    for part in path[:-1]:
-        data = data.setdefault(part, {})
-        if not isinstance(data, dict):
-            raise PipelineError(f"override {'.'.join(path)}: {part} is not a mapping")
-    data[path[-1]] = value
+def _score_section(section: dict, template, fail) -> ScoreSection:
+    from curriculum.rollout import ENGINES
+
+    try:
+        config, engine, engine_options, keep = score_config(section, template)
+    except PipelineError as error:
+        raise fail("score", error.__cause__ or error) from error
+    if engine not in ENGINES:
+        raise fail("score", ValueError(f"engine: unknown engine {engine!r}; expected one of {', '.join(ENGINES)}"))
+    return ScoreSection(config=config, engine=engine, engine_options=engine_options, keep_completions=keep)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -291,48 +348,36 @@ class Pipeline:
 
     def __init__(self, config: PipelineConfig, *, progress: Progress | None = None):
         self.config = config
+        self.settings = config.settings or stage_settings(config)
         self.root = Path(config.out)
+        self.layout = RunLayout(self.root)
         self.progress: Progress = progress or (lambda stage, done, total: None)
 
     # -- layout ---------------------------------------------------------------------------------------
 
     @property
     def paths(self) -> dict[str, Path]:
-        root = self.root
-        return {
-            "problems": root / reports.PROBLEMS, "scores": root / reports.SCORES, "buckets": root / reports.BUCKETS,
-            "heldout": root / HELDOUT, "train": root / reports.TRAIN, "before": root / reports.EVAL_BEFORE,
-            "after": root / reports.EVAL_AFTER, "report": root / reports.REPORT_DIR, "config": root / reports.CONFIG,
-        }
+        """The run directory's main paths by name (see `curriculum.layout.RunLayout` for all of them)."""
+        layout = self.layout
+        return {"problems": layout.problems, "scores": layout.scores, "buckets": layout.buckets,
+                "heldout": layout.heldout, "train": layout.train, "before": layout.eval("before"),
+                "after": layout.eval("after"), "report": layout.report, "config": layout.config}
 
     def outputs(self, stage: str) -> list[Path]:
         """Everything `stage` writes (removed by `redo`)."""
-        p = self.paths
-        scores = p["scores"]
-        return {
-            "data": [p["problems"], p["problems"].with_name("problems.rejects.jsonl"), self.root / "sources"],
-            "score": [scores, scores.with_name(scores.name + ".parts"), scores.with_name("scores.completions.parquet")],
-            "build": [p["buckets"], p["heldout"]],
-            "train": [p["train"]],
-            "eval": [p["before"], p["after"], p["before"].with_name("eval_before.samples.jsonl"),
-                     p["after"].with_name("eval_after.samples.jsonl")],
-            "report": [p["report"]],
-        }[stage]
+        return self.layout.outputs(stage)
 
     def complete_files(self, stage: str) -> list[Path]:
         """The files that exist once `stage` has finished."""
-        p = self.paths
+        layout = self.layout
         return {
-            "data": [p["problems"]],
-            "score": [p["scores"]],
-            "build": [p["buckets"] / "manifest.json"] + ([p["heldout"] / "manifest.json"] if self._heldout() else []),
-            "train": [p["train"] / "config.json", p["train"] / "metrics.jsonl"],
-            "eval": ([p["before"]] if self.config.eval.get("before", True) else []) + [p["after"]],
-            "report": [p["report"] / "report.md"],
+            "data": [layout.problems],
+            "score": [layout.scores],
+            "build": [layout.manifest] + ([layout.heldout_manifest] if self.settings.build.heldout else []),
+            "train": [layout.train / "config.json", layout.metrics],
+            "eval": ([layout.eval("before")] if self.config.eval.get("before", True) else []) + [layout.eval("after")],
+            "report": [layout.report_md],
         }[stage]
-
-    def _heldout(self) -> int:
-        return int(self.config.build.get("heldout") or 0)
 
     # -- fingerprints and markers ---------------------------------------------------------------------
 
@@ -349,9 +394,7 @@ class Pipeline:
         }
         prints, upstream = {}, ""
         for stage in STAGES:
-            text = json.dumps({"stage": stage, "inputs": inputs[stage], "upstream": upstream}, sort_keys=True,
-                              default=str)
-            prints[stage] = upstream = hashlib.sha256(text.encode()).hexdigest()[:16]
+            prints[stage] = upstream = fingerprint({"stage": stage, "inputs": inputs[stage], "upstream": upstream})
         return prints
 
     def eval_fingerprint(self, label: str) -> str:
@@ -360,12 +403,10 @@ class Pipeline:
         if label == "after":
             return prints["eval"]
         prompt = {"prompt": self.config.prompt} if self.config.prompt is not None else {}
-        text = json.dumps({"model": self.config.model, "eval": self.config.eval, "build": prints["build"], **prompt},
-                          sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return fingerprint({"model": self.config.model, "eval": self.config.eval, "build": prints["build"], **prompt})
 
     def marker(self, stage: str) -> Path:
-        return self.root / MARKERS / f"{stage}.json"
+        return self.layout.marker(stage)
 
     def plan(self) -> list[StageState]:
         """The state of every stage, in order; a stage after a non-done one cannot be done."""
@@ -394,7 +435,7 @@ class Pipeline:
         if stage not in STAGES:
             raise PipelineError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
         removed = []
-        keep = {self.paths["before"], self.paths["before"].with_name("eval_before.samples.jsonl")}
+        keep = {self.layout.eval("before"), self.layout.samples("before")}
         for later in STAGES[STAGES.index(stage):]:
             for path in [*self.outputs(later), self.marker(later)]:
                 if path in keep and stage not in ("data", "score", "build"):
@@ -425,13 +466,13 @@ class Pipeline:
         outcomes = []
         for state in states[:last + 1]:
             if state.status == "done":
-                outcomes.append(StageOutcome(state.name, "skipped", 0.0, self._summary(state.name)))
+                outcomes.append(StageOutcome(state.name, "skipped", 0.0, self._recorded_summary(state.name)))
                 emit("skip", state.name, "complete, skipped")
                 continue
             emit("start", state.name, state.note)
             started = time.perf_counter()
             try:
-                resumed = getattr(self, f"_run_{state.name}")(state.status == "partial", emit)
+                resumed, summary = getattr(self, f"_run_{state.name}")(state.status == "partial", emit)
             except (ValueError, RuntimeError, OSError) as error:  # library errors all derive from these
                 raise StageFailed(state.name, error) from error
             wall = time.perf_counter() - started
@@ -439,305 +480,162 @@ class Pipeline:
                 self.marker(state.name).parent.mkdir(parents=True, exist_ok=True)
                 self.marker(state.name).write_text(json.dumps(
                     {"fingerprint": state.fingerprint, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                     "wall_s": round(wall, 1)}) + "\n")
-            outcome = StageOutcome(state.name, "resumed" if resumed else "ran", wall, self._summary(state.name))
+                     "wall_s": round(wall, 1), "summary": summary}) + "\n")
+            outcome = StageOutcome(state.name, "resumed" if resumed else "ran", wall, summary)
             outcomes.append(outcome)
             emit("done", state.name, f"{wall:.0f}s: {outcome.summary}")
         return outcomes
 
+    def _recorded_summary(self, stage: str) -> str:
+        """A finished stage's summary line, as its marker recorded it."""
+        try:
+            return json.loads(self.marker(stage).read_text()).get("summary") or "(no summary recorded)"
+        except (OSError, ValueError):
+            return "(no summary recorded)"
+
     def _write_config(self) -> None:
         text = f"# Resolved by `curriculum pipeline {self.config.source}`\n"
-        self.paths["config"].write_text(text + yaml.safe_dump(self.config.to_dict(), sort_keys=False, width=110))
+        self.layout.config.write_text(text + yaml.safe_dump(self.config.to_dict(), sort_keys=False, width=110))
 
-    # -- the stages -----------------------------------------------------------------------------------
+    # -- the stages: each returns (resumed, its own one-line summary) -----------------------------------
 
-    def _run_data(self, partial: bool, emit: Event) -> bool:
-        from curriculum.data import PrepareOptions, SourceError, prepare
+    def _run_data(self, partial: bool, emit: Event) -> tuple[bool, str]:
+        from curriculum.data import SourceError, prepare
+        from curriculum.data.sources import data_dir
 
         data = self.config.data
-        limit = data.get("limit")
-        options = PrepareOptions(
-            decontaminate=tuple(data["eval_sets"]) if "eval_sets" in data else PrepareOptions().decontaminate,
-            limit_per_source=limit if isinstance(limit, int) else None,
-            **({"ngram": data["ngram"]} if "ngram" in data else {}),
-            **({"threshold": data["overlap"]} if "overlap" in data else {}),
-        )
         try:
-            sources = self._materialize_sources(emit)
-            result = prepare(sources, self.paths["problems"], data_dir=data.get("data_dir") or _default_data_dir(),
-                             options=options)
+            result = prepare([str(source) for source in _as_list(data["sources"])], self.layout.problems,
+                             data_dir=data_dir(data.get("data_dir")), options=self.settings.data)
         except SourceError as error:
             raise PipelineError(f"data: {error}") from error
         if result.kept == 0:
             raise PipelineError("data: no valid problems left; nothing to train on")
-        return False
+        return False, result.summary()
 
-    def _materialize_sources(self, emit: Event) -> list[str]:
-        """The sources handed to `data prepare`. Two things are written to <run>/sources/ first, so they can be
-        inspected: the synthetic problems (generated here when `synth` sets knobs such as digits), and the
-        first N problems of a source whose `limit` is given per source ({gsm8k: 40})."""
-        from curriculum.data import generate_synthetic, load_problems
-        from curriculum.data.synthetic import Knobs
-
-        data = self.config.data
-        synth = dict(data.get("synth") or {})
-        limits = data.get("limit") if isinstance(data.get("limit"), dict) else {}
-        folder = self.root / "sources"
-        sources = []
-        for source in _as_list(data["sources"]):
-            source = str(source)
-            if source in ("synthetic", "datasets_cfg/synthetic.yaml"):
-                n, seed = int(synth.pop("n", 500)), int(synth.pop("seed", 0))
-                unknown = set(synth) - set(Knobs.__dataclass_fields__)
-                if unknown:
-                    raise PipelineError(f"data.synth: unknown knob(s) {sorted(unknown)}; expected n, seed, "
-                                        f"{', '.join(Knobs.__dataclass_fields__)}")
-                try:
-                    knobs = Knobs(**{key: tuple(v) if isinstance(v, list) else v for key, v in synth.items()})
-                except ValueError as error:
-                    raise PipelineError(f"data.synth: {error}") from error
-                rows = [problem.to_row() for problem in generate_synthetic(min(n, limits.get(source, n)), seed, knobs)]
-            elif source in limits:
-                rows = load_problems(source, data_dir_option=data.get("data_dir") or _default_data_dir())
-                rows = rows.head(int(limits[source])).to_dict("records")
-            else:
-                sources.append(source)
-                continue
-            import pandas as pd
-
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{Path(source).stem}.parquet"
-            pd.DataFrame(rows).drop(columns=["id", "source"], errors="ignore").to_parquet(path, index=False)
-            emit("info", "data", f"{source}: {len(rows)} problems written to {path}")
-            sources.append(str(path))
-        return sources
-
-    def _run_score(self, partial: bool, emit: Event) -> bool:
+    def _run_score(self, partial: bool, emit: Event) -> tuple[bool, str]:
         from curriculum import scoring
         from curriculum.models import ModelResolutionError, model_label
         from curriculum.rollout import RolloutError, get_engine
 
-        config, engine_name, engine_options, keep = score_config(self.config.score, self.config.template)
-        out = self.paths["scores"]
+        section = self.settings.score
+        out = self.layout.scores
         # Finished chunks (parts) or a finished file are reused; scoring refuses them if its settings differ.
-        resume = scoring.parts_dir(out).exists() or out.exists()
+        resume = self.layout.score_parts.exists() or out.exists()
         try:
-            problems = scoring.load_problems(self.paths["problems"])
-            engine = get_engine(engine_name, self.config.model, **engine_options)
+            problems = scoring.load_problems(self.layout.problems)
+            engine = get_engine(section.engine, self.config.model, **section.engine_options)
         except (scoring.ScoringError, ModelResolutionError, RolloutError, TypeError, ValueError) as error:
             raise PipelineError(f"score: {error}") from error
         try:
-            scoring.score(problems, engine, config, out, model=model_label(self.config.model), resume=resume,
-                          keep_completions=keep,
-                          on_progress=lambda p: self.progress("score", p.problems_done, p.problems_total))
+            result = scoring.score(problems, engine, section.config, out, model=model_label(self.config.model),
+                                   resume=resume, keep_completions=section.keep_completions,
+                                   on_progress=lambda p: self.progress("score", p.problems_done, p.problems_total))
         except (scoring.ScoringError, RolloutError) as error:
             raise PipelineError(f"score: {error} (finished chunks are kept: rerun to resume, or pass --redo score "
                                 "to start over)") from error
         finally:
             engine.close()
-        return resume
+        return resume, describe_scores(result)
 
-    def _run_build(self, partial: bool, emit: Event) -> bool:
+    def _run_build(self, partial: bool, emit: Event) -> tuple[bool, str]:
         from curriculum import buckets as lib
 
-        section = dict(self.config.build)
-        heldout = int(section.pop("heldout", 0) or 0)
-        config = lib.BuildConfig(num_buckets=section.pop("buckets", 4), **section)
-        scores = lib.read_table(self.paths["scores"], "scores")
-        problems = lib.read_table(self.paths["problems"], "problems")
-        for path in (self.paths["buckets"], self.paths["heldout"]):
+        layout = self.layout
+        for path in (layout.buckets, layout.heldout):
             if path.exists():
                 shutil.rmtree(path)
         try:
-            result = lib.build(scores, problems, config, scores_path=self.paths["scores"],
-                               problems_path=self.paths["problems"], template=self.config.template)
-            sources = {"scores": str(self.paths["scores"]), "problems": str(self.paths["problems"])}
-            if heldout:
-                train_result, heldout_result = split_heldout(result, scores, problems, config, heldout,
-                                                             template=self.config.template)
-                lib.save(heldout_result, self.paths["heldout"], sources={**sources, "heldout_of": "all kept problems"})
-                result = train_result
-            lib.save(result, self.paths["buckets"], sources=sources)
+            result = lib.build(lib.read_table(layout.scores, "scores"), lib.read_table(layout.problems, "problems"),
+                               self.settings.build, scores_path=layout.scores, problems_path=layout.problems,
+                               template=self.config.template)
+            lib.save(result, layout.buckets, sources={"scores": str(layout.scores), "problems": str(layout.problems)},
+                     heldout_dir=layout.heldout)
         except lib.BuildError as error:
             raise PipelineError(f"build: {error}") from error
-        return False
+        return False, result.summary()
 
-    def _run_train(self, partial: bool, emit: Event) -> bool:
-        from curriculum.training.config import TrainSettings
+    def _run_train(self, partial: bool, emit: Event) -> tuple[bool, str]:
+        from curriculum.training.run import TrainResult
 
-        settings = TrainSettings.from_dict(self.config.train, source=f"{self.config.source}: train")
-        out = self.paths["train"]
-        resume = partial and any(out.glob("checkpoint-*"))
+        settings = self.settings.train
+        out = self.layout.train
+        resume = partial and bool(self.layout.checkpoints())
         if partial and not resume and out.exists():
             shutil.rmtree(out)  # interrupted before its first checkpoint: start over
         launch = settings.launch or {}
         if int(launch.get("num_processes", 1) or 1) > 1:
             self._launch_train(launch, resume, emit)
-            return resume
+            return resume, TrainResult.describe_metrics(self.layout.metrics)
         from curriculum.training.run import train
 
-        train(self.paths["buckets"], self.config.model, out, settings, resume=resume)
-        return resume
+        result = train(self.layout.buckets, self.config.model, out, settings, resume=resume)
+        return resume, result.summary()
 
     def _launch_train(self, launch: dict, resume: bool, emit: Event) -> None:
         """Multi-GPU: the same `curriculum train` under `accelerate launch`, fed the resolved recipe."""
         command = [sys.executable, "-m", "accelerate.commands.launch"]
         if launch.get("accelerate_config"):
             command += ["--config_file", str(launch["accelerate_config"])]
-        else:  # else accelerate starts one process where it sees fewer than 2 GPUs (CPU: also grpo.use_cpu)
-            command += ["--multi_gpu"]
         command += ["--num_processes", str(launch["num_processes"]), "-m", "curriculum.cli", "train",
-                    "--config", str(self.paths["config"]), "--model", self.config.model,
-                    "--buckets", str(self.paths["buckets"]), "--out", str(self.paths["train"])]
+                    "--config", str(self.layout.config), "--model", self.config.model,
+                    "--buckets", str(self.layout.buckets), "--out", str(self.layout.train)]
         if resume:
             command.append("--resume")
         emit("info", "train", " ".join(command))
         if subprocess.run(command).returncode != 0:
             raise PipelineError("train: `accelerate launch` failed (see its output above)")
 
-    def _run_eval(self, partial: bool, emit: Event) -> bool:
-        from curriculum.evaluation import EvalSettings, evaluate, read_eval, samples_path_for, write_eval
+    def _run_eval(self, partial: bool, emit: Event) -> tuple[bool, str]:
+        from curriculum.data.sources import data_dir
+        from curriculum.evaluation import describe, evaluate, read_eval, write_eval
 
         section = self.config.eval
-        settings = EvalSettings(**{key: section[key] for key in ("samples", "limit", "max_tokens", "temperature",
-                                                                 "top_p", "seed", "extraction") if key in section})
         runs = [("before", self.config.model)] if section.get("before", True) else []
-        runs.append(("after", str(self.paths["train"])))
-        heldout = self.paths["heldout"] if self.paths["heldout"].exists() else None
-        total = [0]
+        runs.append(("after", str(self.layout.train)))
+        heldout = self.layout.heldout if self.layout.heldout.exists() else None
+        total, lines = [0], []
         for label, model in runs:
-            out = self.paths[label]
+            out = self.layout.eval(label)
             if out.exists():
                 previous = read_eval(out)
                 if previous.get("fingerprint") == self.eval_fingerprint(label):
                     emit("info", "eval", f"{out.name} already complete")
+                    lines.append(describe(previous, label))
                     continue
             emit("info", "eval", f"{label}: {model}")
             result = evaluate(
-                model, section.get("benchmarks", ["gsm8k"]), settings=settings, engine=section.get("engine", "hf"),
-                engine_options=section.get("engine_options") or {}, buckets=heldout, template=self.config.template,
-                data_dir=self.config.data.get("data_dir"), samples_path=samples_path_for(out),
+                model, section.get("benchmarks", ["gsm8k"]), settings=self.settings.eval,
+                engine=section.get("engine", "hf"), engine_options=section.get("engine_options") or {},
+                buckets=heldout, template=self.config.template, data_dir=data_dir(self.config.data.get("data_dir")),
+                samples_path=self.layout.samples(label),
                 on_benchmark=lambda name, n, label=label: (total.__setitem__(0, n),
                                                            emit("info", "eval", f"{label}: {name}, {n} problems")),
                 on_progress=lambda done: self.progress("eval", done, total[0]),
             )
             result["fingerprint"] = self.eval_fingerprint(label)
             write_eval(result, out)
-        return partial
+            lines.append(describe(result, label))
+        return partial, "; ".join(line for line in lines if line)
 
-    def _run_report(self, partial: bool, emit: Event) -> bool:
-        reports.write_report(self.root, self.paths["report"], title=self.config.report.get("title"))
-        return False
+    def _run_report(self, partial: bool, emit: Event) -> tuple[bool, str]:
+        from curriculum import reports
 
-    # -- summaries ------------------------------------------------------------------------------------
-
-    def _summary(self, stage: str) -> str:
-        """One line of the numbers each stage produced (read back from its files)."""
-        try:
-            return _SUMMARIES[stage](self)
-        except Exception as error:  # a summary must never fail a finished run
-            return f"(no summary: {error})"
-
-
-def _summary_data(p: Pipeline) -> str:
-    import pandas as pd
-
-    frame = pd.read_parquet(p.paths["problems"])
-    sources = frame["source"].astype(str).value_counts().to_dict() if "source" in frame else {}
-    return f"{len(frame)} problems ({', '.join(f'{k}: {v}' for k, v in sources.items())})"
-
-
-def _summary_score(p: Pipeline) -> str:
-    import pandas as pd
-
-    frame = pd.read_parquet(p.paths["scores"])
-    return (f"{len(frame)} scored, mean pass rate {frame['pass_rate'].mean():.2f}, "
-            f"{(frame['pass_rate'] == 0).mean():.0%} never solved, {(frame['pass_rate'] == 1).mean():.0%} always")
-
-
-def _summary_build(p: Pipeline) -> str:
-    manifest = json.loads((p.paths["buckets"] / "manifest.json").read_text())
-    text = f"{manifest.get('total')} problems in buckets {manifest.get('counts')}, dropped {manifest.get('dropped')}"
-    if p.paths["heldout"].exists():
-        held = json.loads((p.paths["heldout"] / "manifest.json").read_text())
-        text += f"; held out {held.get('total')} {held.get('counts')}"
-    return text
-
-
-def _summary_train(p: Pipeline) -> str:
-    metrics = reports.read_metrics(p.paths["train"] / "metrics.jsonl")
-    rewards = [row["reward"] for row in metrics if isinstance(row.get("reward"), (int, float))]
-    if not rewards:
-        return "no logged steps"
-    head, tail = rewards[: max(1, len(rewards) // 4)], rewards[-max(1, len(rewards) // 4):]
-    return (f"{metrics[-1]['step']} steps, reward {sum(head) / len(head):.2f} (first quarter) -> "
-            f"{sum(tail) / len(tail):.2f} (last quarter)")
-
-
-def _summary_eval(p: Pipeline) -> str:
-    from curriculum.evaluation import read_eval
-
-    parts = []
-    for label in ("before", "after"):
-        if p.paths[label].exists():
-            result = read_eval(p.paths[label])
-            for name, metrics in result["benchmarks"].items():
-                parts.append(f"{label} {name} avg@{result['k']} {reports.fmt_interval(metrics['avg_at_k'])}%")
-    return "; ".join(parts)
-
-
-def _summary_report(p: Pipeline) -> str:
-    return f"{p.paths['report'] / 'report.md'} (and report.html)"
-
-
-_SUMMARIES = {"data": _summary_data, "score": _summary_score, "build": _summary_build, "train": _summary_train,
-              "eval": _summary_eval, "report": _summary_report}
+        report = reports.write_report(self.root, self.layout.report, title=self.config.report.get("title"))
+        return False, f"{report.markdown} (and {report.html.name})"
 
 
 # --------------------------------------------------------------------------------------------------
 # helpers
 
 
-def split_heldout(result, scores, problems, config, count: int, *, template=None):
-    """Hold `count` bucketed problems out of training, stratified by bucket, seeded.
+def describe_scores(summary) -> str:
+    """One line of a scoring run (`curriculum.scoring.ScoreSummary`), read back from its scores file."""
+    import pandas as pd
 
-    Returns (train BuildResult rebuilt on the rest, so its edges and manifest describe what trains;
-    held-out BuildResult with the bucket labels of the full build and a manifest counting them).
-    """
-    import numpy as np
-
-    from curriculum import buckets as lib
-
-    frame = result.frame
-    if not 0 < count <= len(frame) - 2 * config.num_buckets:
-        raise PipelineError(
-            f"build.heldout={count} leaves too little to train on: {len(frame)} problems kept after dropping "
-            f"zero-signal ones, {config.num_buckets} buckets need at least {2 * config.num_buckets}; lower "
-            "build.heldout, or score more (or easier) problems"
-        )
-    rng = np.random.default_rng(config.seed)
-    share = count / len(frame)
-    chosen = []
-    for bucket in sorted(frame["bucket"].unique()):
-        members = np.flatnonzero(frame["bucket"].to_numpy() == bucket)
-        take = min(len(members), max(1, round(share * len(members))))
-        chosen.extend(rng.choice(members, take, replace=False).tolist())
-    chosen = sorted(chosen)[:count]
-    held_ids = set(frame["id"].iloc[chosen])
-    held = frame.iloc[chosen].reset_index(drop=True)
-    train = lib.build(scores[~scores["id"].isin(held_ids)], problems, config,
-                      **({"template": template} if template is not None else {}))
-    manifest = copy.deepcopy(result.manifest)
-    counts = [int((held["bucket"] == k).sum()) for k in range(config.num_buckets)]
-    manifest.update({"counts": counts, "total": int(len(held)), "role": "held out of training",
-                     "buckets": [{**b, "count": counts[b["bucket"]]} for b in manifest.get("buckets", [])]})
-    return train, lib.BuildResult(frame=held, held_back=held.iloc[0:0], manifest=manifest)
-
-
-def _default_data_dir():
-    from curriculum.evaluation import default_data_dir
-
-    return default_data_dir()
+    frame = pd.read_parquet(summary.out, columns=["pass_rate"])
+    return (f"{len(frame)} scored, mean pass rate {frame['pass_rate'].mean():.2f}, "
+            f"{(frame['pass_rate'] == 0).mean():.0%} never solved, {(frame['pass_rate'] == 1).mean():.0%} always")
 
 
 SCORE_SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed")
@@ -754,20 +652,27 @@ def _score_parameters() -> list[str]:
 
 def score_config(section: dict, template=None):
     """The `score:` section (and the recipe's prompt template) -> (ScoreConfig, engine name, engine options,
-    keep_completions)."""
+    keep_completions); a bad value is refused with `score: key: ...`."""
+    from curriculum.recipe import check_fields
     from curriculum.rollout.base import Sampling
     from curriculum.scoring import ScoreConfig, ScoringError
 
     section = dict(section)
     engine = section.pop("engine", "hf")
-    engine_options = dict(section.pop("engine_options", None) or {})
-    keep = bool(section.pop("keep_completions", False))
-    sampling = Sampling(**{key: section.pop(key) for key in SCORE_SAMPLING_KEYS if key in section})
-    if "edges" in section:
-        section["edges"] = tuple(section["edges"])
+    engine_options = section.pop("engine_options", None) or {}
+    keep = section.pop("keep_completions", False)
     try:
+        if not isinstance(engine_options, dict):
+            raise ScoringError(f"engine_options: expected a mapping, got {engine_options!r}")
+        if not isinstance(keep, bool):
+            raise ScoringError(f"keep_completions: expected true/false, got {keep!r}")
+        sampling = Sampling(**check_fields(Sampling, {key: section.pop(key) for key in SCORE_SAMPLING_KEYS
+                                                      if key in section}, error=ScoringError))
+        section = check_fields(ScoreConfig, section, error=ScoringError)
+        if "edges" in section:
+            section["edges"] = tuple(section["edges"])
         if template is not None:
             section["template"] = template
-        return ScoreConfig(sampling=sampling, **section), engine, engine_options, keep
+        return ScoreConfig(sampling=sampling, **section), engine, dict(engine_options), keep
     except (ScoringError, TypeError) as error:
         raise PipelineError(f"score: {error}") from error

@@ -18,17 +18,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Where stages put their files inside a run directory (the pipeline uses these names).
-PROBLEMS = "problems.parquet"
-SCORES = "scores.parquet"
-BUCKETS = "buckets"
-MANIFEST = "manifest.json"
-TRAIN = "train"
-METRICS = "metrics.jsonl"
-EVAL_BEFORE = "eval_before.json"
-EVAL_AFTER = "eval_after.json"
-CONFIG = "config.yaml"
-REPORT_DIR = "report"
+from curriculum.layout import (  # noqa: F401 - REPORT_DIR re-exported: compare names its report folder with it
+    BUCKETS,
+    CONFIG,
+    EVAL_AFTER,
+    EVAL_BEFORE,
+    MANIFEST,
+    METRICS,
+    PROBLEMS,
+    REPORT_DIR,
+    SCORES,
+    STAGES,
+    TRAIN,
+    RunLayout,
+)
+from curriculum.stats import fmt_interval  # noqa: F401 - re-exported: the eval and compare commands print with it
+
 FIGURES = ("pass_rates.png", "bucket_sizes.png", "mixture.png", "rewards.png", "zero_advantage.png",
            "completions.png", "eval.png")
 
@@ -139,13 +144,6 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def fmt_interval(metric: dict | None, scale: float = 100.0) -> str:
-    """'41.2 [35.0, 47.5]' from {"mean", "ci_low", "ci_high"} (percent by default)."""
-    if not metric or metric.get("mean") is None or math.isnan(metric["mean"]):
-        return "–"
-    return f"{metric['mean'] * scale:.1f} [{metric['ci_low'] * scale:.1f}, {metric['ci_high'] * scale:.1f}]"
-
-
 def fmt_difference(diff: dict) -> str:
     """'+3.0 pts [-2.0, +8.0]' from a paired difference of rates."""
     if diff.get("mean") is None or math.isnan(diff["mean"]):
@@ -204,10 +202,8 @@ def read_run(run_dir: str | Path) -> RunFiles:
     for path in sorted(root.glob("eval*.json")):
         label = {EVAL_BEFORE: "before", EVAL_AFTER: "after"}.get(path.name, path.stem)
         files.evals[label] = json.loads(path.read_text())
-    from curriculum.pipeline import MARKERS, STAGES  # here, not at the top: the pipeline imports this module
-
     for stage in STAGES:
-        marker = root / MARKERS / f"{stage}.json"
+        marker = RunLayout(root).marker(stage)
         if marker.is_file():
             files.stages[stage] = json.loads(marker.read_text())
     if "before" in files.evals and "after" in files.evals:  # before first in every table and plot
@@ -379,8 +375,8 @@ def plot_pass_rates(scores, manifest: dict | None, path: Path, assignment: dict[
 def bucket_assignment(root: Path) -> dict[str, int]:
     """Problem id -> bucket from the buckets dataset (and a held-out split beside it), if present."""
     assignment: dict[str, int] = {}
-    for name in (BUCKETS, "heldout"):
-        folder = root / name
+    layout = RunLayout(root)
+    for folder in (layout.buckets, layout.heldout):
         if not (folder / "dataset_info.json").is_file():
             continue
         from datasets import load_from_disk
@@ -683,7 +679,7 @@ def build_document(files: RunFiles, out_dir: Path, title: str | None = None) -> 
         dropped = manifest.get("dropped")
         if dropped:
             doc.text(f"Dropped: {json.dumps(dropped)}")
-        held = files.root / "heldout" / MANIFEST
+        held = RunLayout(files.root).heldout_manifest
         if held.is_file():
             counts = json.loads(held.read_text()).get("counts")
             doc.text(f"Held out of training (evaluated per bucket): {sum(counts or [])} problems, per bucket {counts}.")

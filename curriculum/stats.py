@@ -202,3 +202,14 @@ def paired_bootstrap_difference(
     p_value = float(min(1.0, 2.0 * min((means <= 0).mean(), (means >= 0).mean())))
     significant = bool(interval.low > 0 or interval.high < 0)
     return {**interval.to_dict(), "p_value": p_value, "significant": significant, "n_problems": int(diff.size)}
+
+
+def fmt_interval(metric: dict | None, scale: float = 100.0) -> str:
+    """'41.2 [35.0, 47.5]' from {"mean", "ci_low", "ci_high"} (percent by default).
+
+    >>> fmt_interval({"mean": 0.412, "ci_low": 0.35, "ci_high": 0.475})
+    '41.2 [35.0, 47.5]'
+    """
+    if not metric or metric.get("mean") is None or math.isnan(metric["mean"]):
+        return "–"
+    return f"{metric['mean'] * scale:.1f} [{metric['ci_low'] * scale:.1f}, {metric['ci_high'] * scale:.1f}]"

@@ -273,3 +273,24 @@ def test_four_sample_pass_rates_are_never_split_and_the_build_says_so(tmp_path):
     frame = pd.DataFrame({"key": list(zip(dataset["pass_rate"], dataset["mean_tokens"], strict=True)),
                           "bucket": dataset["bucket"]})
     assert frame.groupby("key")["bucket"].nunique().max() == 1
+
+
+def test_heldout_split_through_the_cli(run_dir):
+    from datasets import load_from_disk
+
+    out = run_dir / "buckets"
+    result = invoke("--scores", run_dir / "scores.parquet", "--problems", run_dir / "problems.parquet",
+                    "--buckets", 2, "--heldout", 6, "--seed", 3, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "held out 6 problems" in result.output and str(out / "heldout") in result.output
+    train, held = load_from_disk(str(out)), load_from_disk(str(out / "heldout"))
+    assert len(held) == 6 and len(train) == 36 - 6
+    assert not set(train["id"]) & set(held["id"])
+    manifest = json.loads((out / "heldout" / "manifest.json").read_text())
+    assert manifest["role"] == "held out of training" and manifest["total"] == 6 and sum(manifest["counts"]) == 6
+    assert manifest["heldout_of"] == "all kept problems" and manifest["strategy"] == "quantile"
+    assert json.loads((out / "manifest.json").read_text())["config"]["heldout"] == 6
+    too_many = invoke("--scores", run_dir / "scores.parquet", "--problems", run_dir / "problems.parquet",
+                      "--buckets", 2, "--heldout", 40, "--out", run_dir / "b2")
+    assert too_many.exit_code != 0 and "heldout: 40 leaves too little to train on" in too_many.output
+    assert "Traceback" not in too_many.output

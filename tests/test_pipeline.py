@@ -260,3 +260,37 @@ def test_prompt_names_a_template_and_enters_the_fingerprints():
     assert before["data"] == after["data"] and all(before[s] != after[s] for s in ("score", "build", "eval"))
     with pytest.raises(PipelineError, match="unknown prompt template 'tagged'"):
         config_from_dict({**base, "prompt": "tagged"})
+
+
+@pytest.mark.parametrize(("section", "line"), [
+    ("build: {strategy: kmeanz}", "build.strategy: unknown strategy 'kmeanz'; choose one of quantile, thresholds, kmeans"),
+    ("score: {samples: lots}", "score.samples: expected an integer, got 'lots'"),
+    ("train: {grpo: {learning_rate: lots}}", "train: grpo.learning_rate: expected float, got 'lots'"),
+    ("train: {schedul: linear}", "schedul"),
+    ("eval: {samples: 0}", "eval.samples: must be at least 1, got 0"),
+    ("eval: {benchmarks: [gsm9k]}", "eval.benchmarks: unknown benchmark 'gsm9k'"),
+    ("data: {sources: [synthetic], synth: {operations: [divide]}}", "data.synth: operations: unknown ['divide']"),
+    ("data: {sources: [synthetic], limit: ten}", "data.limit: expected a number of problems"),
+])
+def test_plan_refuses_a_bad_value_in_any_section_in_one_line(tmp_path, section, line):
+    text = "name: x\ndata: {sources: [synthetic]}\n" if not section.startswith("data") else "name: x\n"
+    recipe = tmp_path / "x.yaml"
+    recipe.write_text(text + section + "\n")
+    result = CliRunner().invoke(cli, ["pipeline", str(recipe), "--plan", "--out", str(tmp_path / "run")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    error = [row for row in result.output.splitlines() if row.startswith("Error:")]
+    assert len(error) == 1 and f"{recipe}: " in error[0] and line in error[0], result.output
+    assert not (tmp_path / "run").exists()  # nothing ran, nothing was written
+
+
+def test_set_overrides_are_typed_and_checked_at_load(tmp_path):
+    recipe = tmp_path / "x.yaml"
+    recipe.write_text("name: x\ndata: {sources: [synthetic]}\n")
+    config = load_config(recipe, ["train.grpo.learning_rate=1e-5", "train.grpo.bf16=true",
+                                  "train.grpo.report_to=[tensorboard]", "build.keep_frac=0.1"])
+    grpo = config.settings.train.grpo
+    assert grpo["learning_rate"] == 1e-5 and isinstance(grpo["learning_rate"], float)
+    assert grpo["bf16"] is True and grpo["report_to"] == ["tensorboard"]
+    assert config.settings.build.keep_frac == 0.1
+    with pytest.raises(PipelineError, match="build.strategy"):
+        load_config(recipe, ["build.strategy=kmeanz"])

@@ -74,11 +74,15 @@ DIFFICULTY_OPTIONS = ("difficulty_kind", "difficulty_scale", "difficulty_max_mis
               help="Randomly subsample each bucket to at most this many problems.")
 @click.option("--prompt-config", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="YAML with `system` and/or `instruction` (with a {problem} placeholder) for the prompt.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for keep-frac, kmeans and caps.")
+@click.option("--heldout", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Hold this many bucketed problems out of training (stratified by bucket, seeded) and write them, "
+                   "in the same format with their own manifest.json, to OUT/heldout/ for `curriculum eval --buckets "
+                   "OUT/heldout` (accuracy per bucket). The training buckets are rebuilt on the rest.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for keep-frac, kmeans, caps and --heldout.")
 @click.option("--force", is_flag=True, help="Overwrite an existing non-empty --out directory.")
 def build(scores, problems, out, difficulty_column, difficulty_kind, difficulty_scale, difficulty_max_missing,
           num_buckets, strategy, edges, ties, drop_solved, drop_unsolved, keep_frac, max_ci_width, max_per_bucket,
-          prompt_config, seed, force) -> None:
+          prompt_config, heldout, seed, force) -> None:
     """Bucket problems easy to hard and drop those that give GRPO no signal.
 
     Difficulty comes from a scores file (--scores, pass rates measured by `curriculum score`) or ships with
@@ -98,6 +102,41 @@ def build(scores, problems, out, difficulty_column, difficulty_kind, difficulty_
     from curriculum import buckets as lib
 
     context = click.get_current_context()
+    _check_difficulty_source(context, scores, difficulty_column, difficulty_kind, strategy)
+    _check_edges(context, strategy, edges, num_buckets)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise click.UsageError(f"{out} exists and is not empty; pass --force to overwrite it")
+    template = _template(prompt_config)
+
+    with fail_on(lib.BuildError):
+        config = lib.BuildConfig(num_buckets=num_buckets, strategy=strategy, edges=edges, drop_solved=drop_solved,
+                                 drop_unsolved=drop_unsolved, keep_frac=keep_frac, max_ci_width=max_ci_width,
+                                 max_per_bucket=max_per_bucket, seed=seed, ties=ties, heldout=heldout)
+        problem_frame = lib.read_table(problems, "problems")
+        if difficulty_column is not None:
+            spec = lib.DifficultyColumn(difficulty_column, kind=difficulty_kind, scale=int(difficulty_scale),
+                                        max_missing=difficulty_max_missing)
+            result = lib.build_from_column(problem_frame, spec, config, problems_path=problems, template=template)
+        else:
+            score_frame = lib.read_table(scores, "scores")
+            result = lib.build(score_frame, problem_frame, config, scores_path=scores, problems_path=problems,
+                               template=template)
+    if out.exists() and force:
+        import shutil
+
+        shutil.rmtree(out)
+    with fail_on(lib.BuildError):
+        paths = lib.save(result, out, sources={"scores": str(scores) if scores else None, "problems": str(problems),
+                                               "prompt_config": str(prompt_config) if prompt_config else None})
+    _summary(result.manifest, paths)
+    if result.heldout is not None:
+        click.echo(f"held out {result.heldout.manifest['total']} problems, per bucket "
+                   f"{result.heldout.manifest['counts']}: {paths['heldout']}")
+    click.echo(result.summary())
+
+
+def _check_difficulty_source(context, scores, difficulty_column, difficulty_kind: str, strategy: str) -> None:
+    """Exactly one source of difficulty, and only the options that describe the one given."""
     given = {name for name in (*DIFFICULTY_OPTIONS, "max_ci_width")
              if context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
     if scores is not None and difficulty_column is not None:
@@ -116,6 +155,10 @@ def build(scores, problems, out, difficulty_column, difficulty_kind, difficulty_
                                "by its order, whatever its units")
     if difficulty_kind == "rating" and difficulty_column is not None and strategy == "thresholds":
         raise click.UsageError("--strategy thresholds takes pass-rate --edges; bucket a rating with quantile or kmeans")
+
+
+def _check_edges(context, strategy: str, edges: list[float] | None, num_buckets: int) -> None:
+    """--edges belong to --strategy thresholds, which needs them, and must agree with a --buckets given."""
     if strategy == "thresholds":
         if not edges:
             raise click.UsageError("--strategy thresholds needs --edges, e.g. --edges 0.8,0.5,0.2")
@@ -125,30 +168,6 @@ def build(scores, problems, out, difficulty_column, difficulty_kind, difficulty_
                                    f"but --buckets is {num_buckets}")
     elif edges:
         raise click.UsageError("--edges only applies to --strategy thresholds")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise click.UsageError(f"{out} exists and is not empty; pass --force to overwrite it")
-    template = _template(prompt_config)
-
-    with fail_on(lib.BuildError):
-        config = lib.BuildConfig(num_buckets=num_buckets, strategy=strategy, edges=edges, drop_solved=drop_solved,
-                                 drop_unsolved=drop_unsolved, keep_frac=keep_frac, max_ci_width=max_ci_width,
-                                 max_per_bucket=max_per_bucket, seed=seed, ties=ties)
-        problem_frame = lib.read_table(problems, "problems")
-        if difficulty_column is not None:
-            spec = lib.DifficultyColumn(difficulty_column, kind=difficulty_kind, scale=int(difficulty_scale),
-                                        max_missing=difficulty_max_missing)
-            result = lib.build_from_column(problem_frame, spec, config, problems_path=problems, template=template)
-        else:
-            score_frame = lib.read_table(scores, "scores")
-            result = lib.build(score_frame, problem_frame, config, scores_path=scores, problems_path=problems,
-                               template=template)
-    if out.exists() and force:
-        import shutil
-
-        shutil.rmtree(out)
-    paths = lib.save(result, out, sources={"scores": str(scores) if scores else None, "problems": str(problems),
-                                           "prompt_config": str(prompt_config) if prompt_config else None})
-    _summary(result.manifest, paths)
 
 
 def _summary(manifest: dict, paths: dict) -> None:

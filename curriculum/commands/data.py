@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from curriculum.commands.common import fail_on, print_table
+from curriculum.data.loaders import BENCHMARKS
 
 
 @click.group()
@@ -23,7 +24,7 @@ def data() -> None:
                    "LaTeX escape damage was repaired (\\x0crac -> \\frac) as <name>.repairs.jsonl.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Local data directory (default: $CURRICULUM_DATA_DIR; without one, sources load from the hub).")
-@click.option("--decontaminate", default="aime24,amc23,math500,gsm8k,minerva,olympiadbench", show_default=True,
+@click.option("--decontaminate", default=",".join(BENCHMARKS), show_default=True,
               help="Evaluation sets to decontaminate against (comma-separated; 'none' to skip).")
 @click.option("--ngram", default=8, show_default=True, help="Word n-gram size for decontamination.")
 @click.option("--overlap", default=0.8, show_default=True,
@@ -44,9 +45,10 @@ def prepare(sources, out, data_dir, decontaminate, ngram, overlap, limit, synth_
 
     eval_sets = () if decontaminate.strip().lower() in ("", "none") else tuple(
         name.strip() for name in decontaminate.split(",") if name.strip())
-    options = PrepareOptions(decontaminate=eval_sets, ngram=ngram, threshold=overlap, limit_per_source=limit,
-                             synth_n=synth_n, synth_seed=synth_seed,
-                             limits=Limits(max_problem_chars=max_problem_chars))
+    with fail_on(SourceError, ValueError):
+        options = PrepareOptions(decontaminate=eval_sets, ngram=ngram, threshold=overlap, limit_per_source=limit,
+                                 synth_n=synth_n, synth_seed=synth_seed,
+                                 limits=Limits(max_problem_chars=max_problem_chars))
     with fail_on(SourceError, ValueError), tqdm(desc="reading", unit=" rows", leave=False) as bar:
         result = run_prepare(list(sources), out, data_dir=data_dir, options=options, progress=bar.update)
     rows = [[s.source, s.read, s.invalid, s.duplicate, s.contaminated, s.kept] for s in result.summaries]

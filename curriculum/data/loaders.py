@@ -41,12 +41,12 @@ def resolve_source(spec: str) -> SourceConfig:
 
 def iter_source(config: SourceConfig, *, data_dir_option: str | Path | None = None,
                 limits: Limits = Limits(), synth_n: int | None = None,
-                synth_seed: int | None = None) -> Iterator[Problem | Reject]:
+                synth_seed: int | None = None, knobs: synthetic.Knobs | None = None) -> Iterator[Problem | Reject]:
     """Problems (or Rejects) of one source, from the local data directory when it has the file, else the hub."""
     if config.kind == "synthetic":
         n = synth_n if synth_n is not None else int(config.synthetic.get("n", 500))
         seed = synth_seed if synth_seed is not None else int(config.synthetic.get("seed", 0))
-        yield from synthetic.generate(n, seed)
+        yield from synthetic.generate(n, seed, knobs or synthetic.Knobs())
         return
     local_path = _local_path(config, data_dir_option)
     if local_path is not None:

@@ -19,18 +19,78 @@ from curriculum.data.loaders import BENCHMARKS, iter_source, load_benchmark, res
 from curriculum.data.readers import Reject
 from curriculum.data.records import PROBLEM_COLUMNS, Problem
 from curriculum.data.sources import SourceError
+from curriculum.data.synthetic import Knobs
 from curriculum.data.validate import Limits
+from curriculum.layout import rejects_path_for, repairs_path_for  # noqa: F401 - re-exported (data.prepare's side files)
 
 
 @dataclass
 class PrepareOptions:
+    """How `prepare` reads its sources.
+
+    `limit_per_source` keeps at most N problems of every source (an int) or of the sources named in a
+    mapping (`{"gsm8k": 40}`: a source name or the spec as given); `synth_n`, `synth_seed` and `synth_knobs`
+    set the synthetic generator (see `curriculum.data.synthetic.Knobs`).
+    """
+
     decontaminate: tuple[str, ...] = tuple(BENCHMARKS)  # benchmark names to decontaminate against
     ngram: int = 8
     threshold: float = 0.8
-    limit_per_source: int | None = None
+    limit_per_source: int | dict[str, int] | None = None
     synth_n: int | None = None
     synth_seed: int | None = None
+    synth_knobs: Knobs | None = None
     limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.decontaminate) - set(BENCHMARKS))
+        if unknown:
+            raise SourceError(f"eval_sets: unknown evaluation set {unknown[0]!r} for decontamination; known: "
+                              f"{', '.join(BENCHMARKS)}")
+        limits = self.limit_per_source
+        values = limits.values() if isinstance(limits, dict) else [] if limits is None else [limits]
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in values):
+            raise SourceError(f"limit: expected a number of problems per source, or a mapping source: number, "
+                              f"got {limits!r}")
+        if self.synth_n is not None and (isinstance(self.synth_n, bool) or not isinstance(self.synth_n, int)
+                                         or self.synth_n < 0):
+            raise SourceError(f"synth.n: expected a number of problems, got {self.synth_n!r}")
+
+    @classmethod
+    def from_recipe(cls, section: dict) -> PrepareOptions:
+        """A pipeline's `data:` section (eval_sets, limit, ngram, overlap, synth: {n, seed, knobs...}).
+
+        >>> PrepareOptions.from_recipe({"synth": {"n": 10, "digits": [1]}, "limit": {"gsm8k": 40}}).synth_knobs.digits
+        (1,)
+        """
+        synth = dict(section.get("synth") or {})
+        n, seed = synth.pop("n", None), synth.pop("seed", None)
+        knob_names = list(Knobs.__dataclass_fields__)
+        unknown = sorted(set(synth) - set(knob_names))
+        if unknown:
+            raise SourceError(f"synth: unknown knob(s) {unknown}; expected n, seed, {', '.join(knob_names)}")
+        try:
+            knobs = Knobs(**{key: tuple(v) if isinstance(v, list) else v for key, v in synth.items()}) if synth else None
+        except (TypeError, ValueError) as error:
+            raise SourceError(f"synth: {error}") from error
+        values = {"synth_n": n, "synth_seed": seed, "synth_knobs": knobs,
+                  "limit_per_source": section.get("limit")}
+        if "eval_sets" in section:
+            values["decontaminate"] = tuple(section["eval_sets"])
+        if "ngram" in section:
+            values["ngram"] = section["ngram"]
+        if "overlap" in section:
+            values["threshold"] = section["overlap"]
+        return cls(**values)
+
+    def limit_for(self, spec: str, name: str) -> int | None:
+        """The most problems to keep of one source (`spec` as given, `name` its config's name)."""
+        if isinstance(self.limit_per_source, dict):
+            for key in (spec, name, Path(spec).stem):
+                if key in self.limit_per_source:
+                    return int(self.limit_per_source[key])
+            return None
+        return self.limit_per_source
 
 
 @dataclass
@@ -72,13 +132,9 @@ class PrepareResult:
     def repaired_fields(self) -> int:
         return sum(s.repaired_fields for s in self.summaries)
 
-
-def rejects_path_for(out: Path) -> Path:
-    return out.with_name(out.name.removesuffix(".parquet") + ".rejects.jsonl")
-
-
-def repairs_path_for(out: Path) -> Path:
-    return out.with_name(out.name.removesuffix(".parquet") + ".repairs.jsonl")
+    def summary(self) -> str:
+        """One line: problems kept, per source."""
+        return f"{self.kept} problems ({', '.join(f'{s.source}: {s.kept}' for s in self.summaries if s.kept)})"
 
 
 def build_contamination_index(names, data_dir, exclude: set[str], options: PrepareOptions):
@@ -111,12 +167,13 @@ def prepare(sources: list[str], out: str | Path, *, data_dir=None, options: Prep
         options.decontaminate, data_dir, {config.name for config in configs}, options)
     dedup = Deduplicator()
     rows, rejects, repairs, summaries = [], [], [], []
-    for config in configs:
+    for spec, config in zip(sources, configs, strict=True):
         summary = SourceSummary(config.name)
         summaries.append(summary)
+        limit = options.limit_for(spec, config.name)
         for item in iter_source(config, data_dir_option=data_dir, limits=options.limits,
-                                synth_n=options.synth_n, synth_seed=options.synth_seed):
-            if options.limit_per_source is not None and summary.kept >= options.limit_per_source:
+                                synth_n=options.synth_n, synth_seed=options.synth_seed, knobs=options.synth_knobs):
+            if limit is not None and summary.kept >= limit:
                 break
             summary.read += 1
             if progress is not None:

@@ -123,10 +123,13 @@ def find_source(spec: str) -> SourceConfig | None:
 
 
 def data_dir(explicit: str | Path | None = None) -> Path | None:
-    """The local data directory: the explicit option, else $CURRICULUM_DATA_DIR, else None (use the hub)."""
+    """The local data directory: the explicit option, else $CURRICULUM_DATA_DIR, else the shared data directory
+    beside the repository (`../shared/data`) when it holds data, else None (use the hub). The one resolver:
+    data prepare, eval and the pipeline all ask it."""
     value = explicit or os.environ.get(DATA_DIR_ENV)
     if not value:
-        return None
+        beside = Path(__file__).resolve().parents[3] / "shared" / "data"
+        return beside if (beside / "eval").is_dir() else None
     path = Path(value).expanduser()
     if not path.is_dir():
         raise SourceError(f"data directory {path} does not exist (from --data-dir or ${DATA_DIR_ENV})")

@@ -239,17 +239,10 @@ def evaluate(
     `on_benchmark(name, n_problems)` is called before each set and `on_progress(problems_done)` after each
     chunk of problems (the CLI draws a progress bar from them).
     """
-    from curriculum.models import model_label, resolve_model
+    from curriculum.models import resolve_model
     from curriculum.rollout.base import Sampling
 
-    sets = {_label(name): load_eval_set(name, data_dir=data_dir, limit=settings.limit) for name in benchmarks}
-    if len(sets) != len(benchmarks):
-        raise EvaluationError(f"benchmarks must be distinct, got {list(benchmarks)}")
-    if buckets is not None:
-        sets[HELDOUT] = load_heldout(buckets, split=buckets_split, limit=settings.limit)
-    if not sets:
-        raise EvaluationError("nothing to evaluate: give --benchmarks and/or --buckets")
-
+    sets = _eval_sets(benchmarks, buckets, buckets_split=buckets_split, data_dir=data_dir, limit=settings.limit)
     sampling = Sampling(
         temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_tokens, seed=settings.seed
     )
@@ -270,6 +263,29 @@ def evaluate(
         runner.close()
         if sample_file:
             sample_file.close()
+    return {**_run_record(model, engine, engine_options, dtype, sampling, settings, template),
+            "benchmarks": results, "timing": {"wall_s": round(time.perf_counter() - started, 2)}}
+
+
+def _eval_sets(benchmarks: Sequence[str], buckets: str | Path | None, *, buckets_split: str | None,
+               data_dir: str | Path | None, limit: int | None) -> dict:
+    """Name -> problems frame of every set to evaluate: the benchmarks (distinct), then the held-out split."""
+    sets = {_label(name): load_eval_set(name, data_dir=data_dir, limit=limit) for name in benchmarks}
+    if len(sets) != len(benchmarks):
+        raise EvaluationError(f"benchmarks must be distinct, got {list(benchmarks)}")
+    if buckets is not None:
+        sets[HELDOUT] = load_heldout(buckets, split=buckets_split, limit=limit)
+    if not sets:
+        raise EvaluationError("nothing to evaluate: give --benchmarks and/or --buckets")
+    return sets
+
+
+def _run_record(model: str, engine: str, engine_options: dict | None, dtype: str | None, sampling,
+                settings: EvalSettings, template: PromptTemplate) -> dict:
+    """What an eval JSON states about how it was made (model, engine, sampling, k, template, interval), so two
+    results can be checked for the same harness before they are compared."""
+    from curriculum.models import model_label
+
     return {
         "model": model_label(model),
         "model_spec": model,
@@ -288,8 +304,6 @@ def evaluate(
             "confidence": settings.confidence,
             "resamples": settings.resamples,
         },
-        "benchmarks": results,
-        "timing": {"wall_s": round(time.perf_counter() - started, 2)},
     }
 
 

@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+#: Pseudo-rollouts behind a pass rate whose rollouts are unknown (n = 0 in the buckets dataset).
+UNKNOWN_TRIALS = 4.0
+
 
 class OnlineDifficulty:
     """Per-problem Beta(α, β): α = 1 + m·μ + s, β = 1 + m·(1 - μ) + f, with μ = σ(logit p̃ + δ).
@@ -27,7 +30,8 @@ class OnlineDifficulty:
 
     Args:
         pass_rates: scored pass rate per problem.
-        trials: rollouts behind each score (n); None treats every score as `prior_strength` rollouts.
+        trials: rollouts behind each score (n); None treats every score as `prior_strength` rollouts, and
+            n = 0 (a pass rate shipped with the data) as `UNKNOWN_TRIALS`.
         prior_strength: cap on the prior's weight in pseudo-rollouts.
         decay: weight kept by a problem's older evidence (score included) at each new group (1 = never forget).
         drift_rate: step size of the shift's damped Newton update per batch (0 = no shared shift).
@@ -43,6 +47,9 @@ class OnlineDifficulty:
                              f"got {prior_strength}, {decay}, {drift_rate}")
         rollouts = np.full(len(pass_rates), float(prior_strength)) if trials is None else np.asarray(
             trials, dtype=float)
+        # n = 0: a pass rate shipped with the data (`build --difficulty-column`), measured by some other
+        # model on an unknown number of rollouts: a weak prior around it, not no prior at all.
+        rollouts = np.where(rollouts > 0, rollouts, min(UNKNOWN_TRIALS, prior_strength))
         shrunk = (1.0 + rollouts * pass_rates) / (2.0 + rollouts)
         self.prior_logit = np.log(shrunk / (1.0 - shrunk))
         self.weight = np.minimum(rollouts, prior_strength)

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from curriculum.contracts import band_index, edges_between
 from curriculum.difficulty import OnlineDifficulty
 from curriculum.schedules import Schedule, get_schedule
 
@@ -125,9 +126,13 @@ class CurriculumSampler:
         self._progress = progress
         # Edges on the scale of the estimates; a problem moves by the edges its estimate has crossed since
         # the start, so the buckets are exactly the built ones until there is evidence (ties included).
+        # Pass rates that do not order the buckets (ratings: every pass rate unknown, 0.5) give no edges to
+        # move across: those problems keep their built bucket.
         initial = self.current_pass_rates()
-        self._edges = _bucket_edges(self.buckets, initial, self.num_buckets)
-        self._initial_position = _rebucket(initial, self._edges)
+        edges = np.asarray(edges_between(initial, self.buckets, self.num_buckets))
+        ordered = len(edges) == self.num_buckets - 1 and bool(np.all(np.diff(edges) < 0))
+        self._edges = edges if ordered else np.array([])
+        self._initial_position = band_index(initial, self._edges)
         self._rng = np.random.default_rng(seed)
         self._pass: list[list[int]] = []  # chunks drawn in the current pass
         self._replay = False  # set by load_state_dict: the next pass first replays self._pass
@@ -182,7 +187,7 @@ class CurriculumSampler:
         """Static buckets, or with online difficulty the bucket each estimate falls in now (same edges)."""
         if self.difficulty is None:
             return self.buckets
-        moved = _rebucket(self.difficulty.mean(), self._edges) - self._initial_position
+        moved = band_index(self.difficulty.mean(), self._edges) - self._initial_position
         return np.clip(self.buckets + moved, 0, self.num_buckets - 1)
 
     def preference(self) -> np.ndarray:
@@ -346,18 +351,3 @@ class CurriculumSampler:
         self.schedule.load_state_dict(state["schedule"])
         if self.difficulty is not None:
             self.difficulty.load_state_dict(state["difficulty"])
-
-
-def _bucket_edges(buckets: np.ndarray, pass_rates: np.ndarray, num_buckets: int) -> np.ndarray:
-    """Pass-rate edges between consecutive buckets: the midpoint of bucket k's lowest and k+1's highest rate."""
-    edges = []
-    for k in range(num_buckets - 1):
-        easier, harder = pass_rates[buckets == k], pass_rates[buckets == k + 1]
-        if len(easier) and len(harder):
-            edges.append((easier.min() + harder.max()) / 2)
-    return np.array(edges)
-
-
-def _rebucket(pass_rates: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """How many edges lie above each pass rate: its bucket position on the edge scale (0 = easiest)."""
-    return (pass_rates[:, None] < edges[None, :]).sum(axis=1)

@@ -238,3 +238,22 @@ def test_bad_construction_is_refused():
         CurriculumSampler(buckets, rates, mini_repeat_count=2, skip_solved=True)
     with pytest.raises(ValueError, match="unknown schedule"):
         CurriculumSampler(buckets, rates, mini_repeat_count=2, schedule="nope")
+
+
+def test_a_pass_rate_shipped_with_the_data_is_a_weak_prior_not_none():
+    """n = 0 (`build --difficulty-column`): the published rate sets the prior mean, with little weight."""
+    difficulty = OnlineDifficulty([0.9, 0.1], [0, 0])
+    mean = difficulty.mean()
+    assert mean[0] > 0.6 and mean[1] < 0.4  # not 0.5 for both
+    difficulty.update([0], [0], [8])  # one all-fail group outweighs it
+    assert difficulty.mean()[0] < 0.5
+
+
+def test_pass_rates_that_do_not_order_the_buckets_keep_the_built_buckets():
+    """Rating buckets carry pass rate 0.5 everywhere: there are no edges to re-bucket across."""
+    buckets = np.repeat(np.arange(4), 10)
+    difficulty = OnlineDifficulty([0.5] * 40, [0] * 40)
+    sampler = CurriculumSampler(buckets, [0.5] * 40, mini_repeat_count=2, batch_size=4, repeat_count=1,
+                                schedule="linear", difficulty=difficulty)
+    sampler.observe([0, 1, 30], [0, 0, 2], [2, 2, 2])
+    assert sampler.current_buckets().tolist() == buckets.tolist()

@@ -85,65 +85,97 @@ def score_chunk(
 
     `on_round(rollouts, tokens)` is called after each engine call.
     """
-    from curriculum.verify import check_batch
-
     prompts = [config.template.messages(str(problem)) for problem in chunk["problem"]]
     golds = [str(answer) for answer in chunk["answer"]]
-    size = len(prompts)
-    n = np.zeros(size, dtype=int)
-    k = np.zeros(size, dtype=int)
-    tokens = np.zeros(size, dtype=np.int64)
-    truncated = np.zeros(size, dtype=int)
-    unverified = np.zeros(size, dtype=int)
-    kept: list[dict] = []
-    active = np.arange(size)
+    tally = _Tally.empty(len(prompts))
+    active = np.arange(len(prompts))
     round_index = 0
     while active.size:
-        draw = min(config.samples, config.budget - int(n[active[0]]))
+        draw = min(config.samples, config.budget - int(tally.n[active[0]]))
         sampling = replace(config.sampling, seed=_round_seed(config.sampling.seed, chunk_key, round_index))
-        groups = engine.generate([prompts[i] for i in active], draw, sampling)
-        if len(groups) != active.size or any(len(group) != draw for group in groups):
-            raise RolloutError(
-                f"engine {engine.name} returned {len(groups)} groups for {active.size} prompts (expected {draw} each)"
-            )
-        texts = [completion.text for group in groups for completion in group]
-        verdicts = check_batch(
-            texts, [golds[i] for i in active for _ in range(draw)],
-            extraction=config.extraction, timeout_s=config.verify_timeout_s,
-        )
-        round_tokens = 0
-        for slot, i in enumerate(active):
-            for j, completion in enumerate(groups[slot]):
-                verdict = verdicts[slot * draw + j]
-                k[i] += verdict.correct
-                tokens[i] += completion.num_tokens
-                truncated[i] += completion.truncated
-                unverified[i] += verdict.status in ("timeout", "error", "unparseable_gold")
-                round_tokens += completion.num_tokens
-                if keep_completions:
-                    kept.append({
-                        "id": str(chunk["id"].iloc[i]), "sample": int(n[i]) + j, "text": completion.text,
-                        "num_tokens": int(completion.num_tokens), "finish_reason": completion.finish_reason,
-                        "status": verdict.status, "predicted": verdict.predicted, "correct": bool(verdict.correct),
-                    })
-        n[active] += draw
+        groups, verdicts = _sample_round(engine, [prompts[i] for i in active], [golds[i] for i in active], draw,
+                                         sampling, config)
+        round_tokens = tally.add_round(chunk, active, groups, verdicts, draw, keep_completions=keep_completions)
         if on_round:
             on_round(active.size * draw, round_tokens)
         if not config.adaptive:
             break
-        low, high = binomial_interval(k[active], n[active], method=config.interval,
+        low, high = binomial_interval(tally.k[active], tally.n[active], method=config.interval,
                                       confidence=config.stop_confidence)
-        done = settled(low, high, config.edges) | (n[active] >= config.budget)
+        done = settled(low, high, config.edges) | (tally.n[active] >= config.budget)
         active = active[~done]
         round_index += 1
 
-    low, high = binomial_interval(k, n, method=config.interval, confidence=config.confidence)
+    scores = _score_rows(chunk, tally, config, model=model, engine=engine.name)
+    completions = pd.DataFrame(tally.kept, columns=list(COMPLETION_COLUMNS)) if keep_completions else None
+    return scores, completions
+
+
+def _sample_round(engine: RolloutEngine, prompts: list, golds: list[str], draw: int, sampling,
+                  config: ScoreConfig) -> tuple[list, list]:
+    """`draw` completions per prompt from the engine, checked for count, and each one's verdict."""
+    from curriculum.verify import check_batch
+
+    groups = engine.generate(prompts, draw, sampling)
+    if len(groups) != len(prompts) or any(len(group) != draw for group in groups):
+        raise RolloutError(
+            f"engine {engine.name} returned {len(groups)} groups for {len(prompts)} prompts (expected {draw} each)"
+        )
+    texts = [completion.text for group in groups for completion in group]
+    verdicts = check_batch(
+        texts, [gold for gold in golds for _ in range(draw)],
+        extraction=config.extraction, timeout_s=config.verify_timeout_s,
+    )
+    return groups, verdicts
+
+
+@dataclass
+class _Tally:
+    """Per-problem sums over the rounds of one chunk: rollouts (n), passes (k), tokens, truncated samples and
+    samples the verifier could not judge, plus every completion when they are kept."""
+
+    n: np.ndarray
+    k: np.ndarray
+    tokens: np.ndarray
+    truncated: np.ndarray
+    unverified: np.ndarray
+    kept: list[dict]
+
+    @classmethod
+    def empty(cls, size: int) -> _Tally:
+        return cls(n=np.zeros(size, dtype=int), k=np.zeros(size, dtype=int), tokens=np.zeros(size, dtype=np.int64),
+                   truncated=np.zeros(size, dtype=int), unverified=np.zeros(size, dtype=int), kept=[])
+
+    def add_round(self, chunk: pd.DataFrame, active: np.ndarray, groups: list, verdicts: list, draw: int, *,
+                  keep_completions: bool) -> int:
+        """Add one round of the `active` problems (`draw` samples each); returns the tokens it generated."""
+        round_tokens = 0
+        for slot, i in enumerate(active):
+            for j, completion in enumerate(groups[slot]):
+                verdict = verdicts[slot * draw + j]
+                self.k[i] += verdict.correct
+                self.tokens[i] += completion.num_tokens
+                self.truncated[i] += completion.truncated
+                self.unverified[i] += verdict.status in ("timeout", "error", "unparseable_gold")
+                round_tokens += completion.num_tokens
+                if keep_completions:
+                    self.kept.append({
+                        "id": str(chunk["id"].iloc[i]), "sample": int(self.n[i]) + j, "text": completion.text,
+                        "num_tokens": int(completion.num_tokens), "finish_reason": completion.finish_reason,
+                        "status": verdict.status, "predicted": verdict.predicted, "correct": bool(verdict.correct),
+                    })
+        self.n[active] += draw
+        return round_tokens
+
+
+def _score_rows(chunk: pd.DataFrame, tally: _Tally, config: ScoreConfig, *, model: str, engine: str) -> pd.DataFrame:
+    """The chunk's rows of the scores contract: pass rate with its interval, tokens, truncation, provenance."""
+    low, high = binomial_interval(tally.k, tally.n, method=config.interval, confidence=config.confidence)
     sampling_json = json.dumps(config.sampling.to_dict(), sort_keys=True)
-    scores = pd.DataFrame({
+    n, k = tally.n, tally.k
+    return pd.DataFrame({
         "id": chunk["id"].astype(str).to_numpy(),
         "n": n, "k": k, "pass_rate": k / n, "ci_low": low, "ci_high": high,
-        "mean_tokens": tokens / n, "truncated_frac": truncated / n,
-        "model": model, "engine": engine.name, "sampling": sampling_json, "unverified": unverified,
+        "mean_tokens": tally.tokens / n, "truncated_frac": tally.truncated / n,
+        "model": model, "engine": engine, "sampling": sampling_json, "unverified": tally.unverified,
     })
-    completions = pd.DataFrame(kept, columns=list(COMPLETION_COLUMNS)) if keep_completions else None
-    return scores, completions

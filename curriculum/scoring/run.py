@@ -85,40 +85,54 @@ def score(
         "expected_rows": len(target),
     }
     store = PartStore(out, run, resume=resume, keep_completions=keep_completions)
-    done = store.done_ids()
-    stray = done - set(target["id"].astype(str))
-    if stray:
-        raise ScoringError(f"{store.directory} holds {len(stray)} problem(s) not in this problems file/shard "
-                           f"(e.g. {sorted(stray)[0]!r}); it belongs to another run")
-    pending = target[~target["id"].astype(str).isin(done)]
-    counters = {"rollouts": 0, "tokens": 0}
-    problems_done = len(target) - len(pending)
-
-    def report() -> None:
-        if on_progress:
-            on_progress(Progress(problems_done, len(target), counters["rollouts"], counters["tokens"],
-                                 time.perf_counter() - started))
-
-    def on_round(rollouts: int, tokens: int) -> None:
-        counters["rollouts"] += rollouts
-        counters["tokens"] += tokens
-        report()
-
-    report()
+    pending = _pending(store, target)
+    tracker = _Tracker(on_progress, total=len(target), problems_done=len(target) - len(pending), started=started)
+    tracker.report()
     chunk_size = config.chunk_size_for(len(target))  # from the whole target, so a resume cuts the same chunks
     for start in range(0, len(pending), chunk_size):
         chunk = pending.iloc[start:start + chunk_size]
         scores, completions = score_chunk(
             engine, chunk, config, model=model, chunk_key=str(chunk["id"].iloc[0]),
-            keep_completions=keep_completions, on_round=on_round,
+            keep_completions=keep_completions, on_round=tracker.on_round,
         )
         store.write_part(scores, completions)
-        problems_done += len(chunk)
-        report()
+        tracker.problems_done += len(chunk)
+        tracker.report()
     frame = store.finalize(target["id"].astype(str).tolist())
     return _summary(frame, config, out, store.completions_out, scored_now=len(pending),
-                    rollouts_now=counters["rollouts"], tokens_now=counters["tokens"],
+                    rollouts_now=tracker.rollouts, tokens_now=tracker.tokens,
                     elapsed_s=time.perf_counter() - started)
+
+
+def _pending(store: PartStore, target: pd.DataFrame) -> pd.DataFrame:
+    """The target problems the store has not finished; finished parts of problems outside the target mean the
+    parts belong to another run, and are refused."""
+    done = store.done_ids()
+    stray = done - set(target["id"].astype(str))
+    if stray:
+        raise ScoringError(f"{store.directory} holds {len(stray)} problem(s) not in this problems file/shard "
+                           f"(e.g. {sorted(stray)[0]!r}); it belongs to another run")
+    return target[~target["id"].astype(str).isin(done)]
+
+
+class _Tracker:
+    """This session's progress: problems done (resumed ones included), and rollouts and tokens drawn now;
+    told to `on_progress` at the start, after every engine call and after every written chunk."""
+
+    def __init__(self, on_progress: Callable[[Progress], None] | None, *, total: int, problems_done: int,
+                 started: float) -> None:
+        self.on_progress, self.total, self.problems_done, self.started = on_progress, total, problems_done, started
+        self.rollouts = self.tokens = 0
+
+    def report(self) -> None:
+        if self.on_progress:
+            self.on_progress(Progress(self.problems_done, self.total, self.rollouts, self.tokens,
+                                      time.perf_counter() - self.started))
+
+    def on_round(self, rollouts: int, tokens: int) -> None:
+        self.rollouts += rollouts
+        self.tokens += tokens
+        self.report()
 
 
 def _summary(frame: pd.DataFrame, config: ScoreConfig, out: Path, completions_out: Path | None, *,

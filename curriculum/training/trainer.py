@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from trl import GRPOTrainer
 
+from curriculum.contracts import atomic_write_text
 from curriculum.sampler import CurriculumSampler
 
 logger = logging.getLogger(__name__)
@@ -232,9 +233,7 @@ class CurriculumGRPOTrainer(GRPOTrainer):
 
             folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
             path = os.path.join(folder, STATE_FILE)
-            with open(path + ".tmp", "w") as handle:
-                json.dump(self.curriculum_sampler.state_dict(), handle)
-            os.replace(path + ".tmp", path)
+            atomic_write_text(path, json.dumps(self.curriculum_sampler.state_dict()))
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         if checkpoint is not None and self.args.world_size > 1 and self.args.device.type == "cpu":

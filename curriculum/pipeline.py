@@ -6,6 +6,11 @@ A rerun skips stages whose marker matches; a stage whose files exist without a m
 resumed where its library supports it (scoring and training) and redone otherwise; a stage whose settings
 changed is refused with a message naming `--redo`, so old results are never silently mixed with new ones.
 
+The pipeline only plans, marks and calls. Where each file goes is `curriculum.layout.RunLayout`; each section
+of the recipe becomes its stage's own config object when the recipe loads (`StageSettings`), so a bad value
+anywhere is refused before the first stage runs; each stage's logic (the held-out split, source limits,
+synthetic knobs) and its one-line summary belong to the stage, and the summary is kept in its marker.
+
 Recipe schema (pipelines/*.yaml):
 
     name: demo-cpu                 # required
@@ -536,7 +541,7 @@ class Pipeline:
                                 "to start over)") from error
         finally:
             engine.close()
-        return resume, describe_scores(result)
+        return resume, result.summary()
 
     def _run_build(self, partial: bool, emit: Event) -> tuple[bool, str]:
         from curriculum import buckets as lib
@@ -627,15 +632,6 @@ class Pipeline:
 
 # --------------------------------------------------------------------------------------------------
 # helpers
-
-
-def describe_scores(summary) -> str:
-    """One line of a scoring run (`curriculum.scoring.ScoreSummary`), read back from its scores file."""
-    import pandas as pd
-
-    frame = pd.read_parquet(summary.out, columns=["pass_rate"])
-    return (f"{len(frame)} scored, mean pass rate {frame['pass_rate'].mean():.2f}, "
-            f"{(frame['pass_rate'] == 0).mean():.0%} never solved, {(frame['pass_rate'] == 1).mean():.0%} always")
 
 
 SCORE_SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed")

@@ -171,7 +171,7 @@ class RunFiles:
     @property
     def found(self) -> list[str]:
         names = {
-            "config.yaml": self.config is not None, PROBLEMS: self.problems is not None,
+            CONFIG: self.config is not None, PROBLEMS: self.problems is not None,
             SCORES: self.scores is not None, f"{BUCKETS}/{MANIFEST}": self.manifest is not None,
             f"{TRAIN}/{METRICS}": bool(self.metrics),
         }
@@ -740,7 +740,7 @@ def build_document(files: RunFiles, out_dir: Path, title: str | None = None) -> 
                     doc.table(["bucket", "problems", "avg@k % [95% CI]"],
                               [[b, m["n_problems"], fmt_interval(m["avg_at_k"])] for b, m in metrics["per_bucket"].items()])
     else:
-        missing.append("eval_before.json / eval_after.json")
+        missing.append(f"{EVAL_BEFORE} / {EVAL_AFTER}")
         doc.text("No evaluation yet.")
     if files.stages:
         doc.h2("Pipeline stages")

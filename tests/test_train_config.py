@@ -170,3 +170,17 @@ def test_resolved_config_reruns_the_same_configuration(tmp_path):
     rerun = resolve_grpo_config(again, tmp_path / "a")
     assert rerun.to_dict() == config.to_dict()
     assert yaml.safe_load(path.read_text())["resolved"]["grpo"]["learning_rate"] == 2e-6
+
+
+def test_the_pipeline_spelling_of_an_override_works_for_train_and_values_are_typed(tmp_path):
+    """One loader: `--set train.grpo.learning_rate=1e-5` means the same to `curriculum train` as to the pipeline;
+    GRPOConfig values are converted by transformers' HfArgumentParser."""
+    settings = apply_overrides(TrainSettings(), ["train.grpo.learning_rate=1e-5", "train.max_steps=3",
+                                                 "grpo.bf16=true", "report_to=[tensorboard]", "train.schedule=uniform"])
+    assert settings.grpo["learning_rate"] == 1e-5 and isinstance(settings.grpo["learning_rate"], float)
+    assert settings.grpo["bf16"] is True and settings.grpo["report_to"] == ["tensorboard"]
+    assert settings.grpo["max_steps"] == 3 and settings.schedule == "uniform"
+    with pytest.raises(ConfigError, match=r"grpo.lr_scheduler_type: 'cosinus' is not one of .*cosine"):
+        apply_overrides(TrainSettings(), ["lr_scheduler_type=cosinus"])
+    with pytest.raises(ConfigError, match=r"grpo.max_steps: expected int, got 'many'"):
+        apply_overrides(TrainSettings(), ["train.max_steps=many"])

@@ -60,6 +60,7 @@ def prepare(sources, out, data_dir, decontaminate, ngram, overlap, limit, synth_
     for name, why in result.skipped_eval_sets.items():
         click.echo(f"warning: could not load evaluation set {name} for decontamination: {why}", err=True)
     click.echo(f"wrote {result.kept} problems to {result.out}")
+    click.echo(f"summary: {result.summary()}")
     if result.repaired:
         commands = ", ".join(f"{name} {count}" for name, count in result.repaired_commands.most_common(8))
         more = ", ..." if len(result.repaired_commands) > 8 else ""

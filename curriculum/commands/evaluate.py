@@ -78,7 +78,8 @@ def eval_cmd(model, benchmarks, samples, engine, engine_options, limit, max_toke
     \b
         curriculum eval --model smollm2-135m --benchmarks gsm8k --limit 50 --samples 4 --out runs/x/eval.json
     """
-    from curriculum.evaluation import EvalSettings, EvaluationError, evaluate, samples_path_for, write_eval
+    from curriculum.evaluation import EvalSettings, EvaluationError, describe, evaluate, write_eval
+    from curriculum.layout import samples_path_for
     from curriculum.models import ModelResolutionError
     from curriculum.rollout.base import RolloutError
     from curriculum.verify import VerificationError
@@ -97,3 +98,4 @@ def eval_cmd(model, benchmarks, samples, engine, engine_options, limit, max_toke
     write_eval(result, out)
     print_results(result)
     click.echo(f"wrote {out} ({result['timing']['wall_s']:.0f}s); completions in {samples_path_for(out)}")
+    click.echo(f"summary: {describe(result)}")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from curriculum.commands.common import print_table
+from curriculum.layout import REPORT_HTML, STAGES
 
 
 class _Bars:
@@ -38,11 +39,11 @@ class _Bars:
               help="Override a recipe value, e.g. --set train.max_steps=5 --set eval.limit=10; repeatable.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run directory (default: the recipe's `out`, else runs/<name>).")
-@click.option("--until", type=click.Choice(["data", "score", "build", "train", "eval", "report"]), default=None,
-              help="Stop after this stage.")
-@click.option("--redo", type=click.Choice(["data", "score", "build", "train", "eval", "report"]), default=None,
+@click.option("--until", type=click.Choice(STAGES), default=None, help="Stop after this stage.")
+@click.option("--redo", type=click.Choice(STAGES), default=None,
               help="Delete this stage's outputs and every later stage's, then run them again.")
-@click.option("--plan", "plan_only", is_flag=True, help="Print the stages and their status, run nothing.")
+@click.option("--plan", "plan_only", is_flag=True,
+              help="Check the recipe (every section's values), print the stages and their status, run nothing.")
 def pipeline(recipe, overrides, out, until, redo, plan_only):
     """Run data, score, build, train, eval and report from RECIPE (a pipelines/*.yaml file).
 
@@ -103,9 +104,9 @@ def pipeline(recipe, overrides, out, until, redo, plan_only):
     click.echo(f"\nsummary of {config.name} ({total / 60:.1f} min):")
     print_table(["stage", "action", "time", "result"],
                 [[o.name, o.action, f"{o.wall_s:.0f}s", o.summary] for o in outcomes])
-    report = runner.paths["report"]
+    layout = runner.layout
     if any(o.name == "report" for o in outcomes):
-        click.echo(f"\nreport: {report / 'report.md'}  (single file with plots: {report / 'report.html'})")
+        click.echo(f"\nreport: {layout.report_md}  (single file with plots: {layout.report / REPORT_HTML})")
 
 
 def _library_errors() -> tuple[type[BaseException], ...]:

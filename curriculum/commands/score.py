@@ -235,6 +235,7 @@ def _print_summary(summary) -> None:
     click.echo(f"this session: {summary.scored_now} problems, {summary.rollouts_now:,} rollouts in "
                f"{_duration(summary.elapsed_s)} ({rate:.1f} rollouts/s, {tokens:.0f} tok/s)")
     click.echo(f"wrote {summary.out}" + (f" and {summary.completions_out}" if summary.completions_out else ""))
+    click.echo(f"summary: {summary.summary()}")
 
 
 def _duration(seconds: float) -> str:

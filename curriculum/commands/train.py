@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from curriculum.layout import CONFIG
+
 
 @click.command(name="train")
 @click.option("--buckets", type=click.Path(file_okay=False, path_type=Path),
@@ -28,7 +30,8 @@ import click
 @click.option("--layer-schedule", help="Change the trained layers during training: rotate:K@S (LISA-like, K layers "
               "every S steps) or unfreeze:top-down@S (one more layer every S steps).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
-              help="Set any GRPOConfig field or train setting, e.g. --set learning_rate=2e-6 --set beta=0. Repeatable.")
+              help="Set any GRPOConfig field or train setting, e.g. --set learning_rate=2e-6 --set beta=0 (a "
+                   "pipeline's spelling works too: --set train.grpo.learning_rate=2e-6). Values are YAML. Repeatable.")
 @click.option("--allow-model-mismatch", is_flag=True, default=None,
               help="Train even though the buckets were scored with another model.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out (same curriculum state).")
@@ -52,8 +55,8 @@ def train(buckets, model, schedule, config_path, reward, max_steps, num_generati
 
     with fail_on(ConfigError, LayerSpecError, LoraSpecError, TrainSetupError):
         settings, extras = TrainSettings(), {}
-        if config_path is None and resume and (out / "config.yaml").is_file():
-            config_path = out / "config.yaml"
+        if config_path is None and resume and (out / CONFIG).is_file():
+            config_path = out / CONFIG
         if config_path is not None:
             settings, extras = load_recipe(config_path)
         cli_values = {
@@ -81,6 +84,7 @@ def train(buckets, model, schedule, config_path, reward, max_steps, num_generati
     loss = f"{result.train_loss:.4g}" if result.train_loss is not None else "n/a"
     click.echo(f"done: {result.global_step} steps, train loss {loss}; model in {result.model_dir}, "
                f"metrics in {result.metrics_path}, last checkpoint {result.last_checkpoint}")
+    click.echo(f"summary: {result.summary()}")
 
 
 def _yaml_scalar(value) -> str:

@@ -49,6 +49,12 @@ class ScoreSummary:
     def rollouts_saved(self) -> int:
         return self.rollouts_budget - self.rollouts
 
+    def summary(self) -> str:
+        """One line over the whole scores file: problems, mean pass rate, never and always solved."""
+        rates = pd.read_parquet(self.out, columns=["pass_rate"])["pass_rate"]
+        return (f"{len(rates)} scored, mean pass rate {rates.mean():.2f}, {(rates == 0).mean():.0%} never solved, "
+                f"{(rates == 1).mean():.0%} always")
+
 
 
 def score(

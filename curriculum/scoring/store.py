@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from curriculum import layout
 from curriculum.contracts import atomic_write_bytes, atomic_write_parquet, read_table
 from curriculum.scoring.config import (
     _PART_PREFIX,
@@ -222,10 +223,9 @@ def merge_shards(paths: Sequence[str | Path], out: str | Path, *, problems: pd.D
 
 def completions_path(out: str | Path) -> Path:
     """Where per-sample rows go beside a scores file: runs/x/scores.parquet -> runs/x/scores.completions.parquet."""
-    out = Path(out)
-    return out.with_name(out.name.removesuffix(".parquet") + ".completions.parquet")
+    return layout.completions_path(out)
 
 
 def parts_dir(out: str | Path) -> Path:
-    out = Path(out)
-    return out.with_name(out.name + ".parts")
+    """The finished chunks of an unfinished run: runs/x/scores.parquet -> runs/x/scores.parquet.parts/."""
+    return layout.parts_dir(out)

@@ -2,8 +2,9 @@
 
 What `curriculum train` runs is two things: our settings (schedule, rewards, LoRA, layer selection) and
 TRL's `GRPOConfig`, whose every field can be set under `grpo:` in the recipe or with `--set key=value`.
-Values are converted to each field's declared type, so `--set learning_rate=1e-6` and `report_to: tensorboard`
-work as written. The resolved recipe is written to `<out>/config.yaml` and can be fed back with `--config` to
+Values are converted by transformers' `HfArgumentParser`, as its command line would convert them, so
+`--set learning_rate=1e-6` and `report_to: tensorboard` work as written. The file and the overrides are read by
+`curriculum.recipe`, the loader the pipeline uses too. The resolved recipe is written to `<out>/config.yaml` and can be fed back with `--config` to
 rerun the same thing.
 
 Defaults. Where TRL 1.16's GRPOConfig default differs from the open-rs recipe (knoveleng/open-rs,
@@ -63,10 +64,12 @@ Recipe shape (all keys optional):
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import difflib
 import enum
+import functools
 import json
 import types
 import typing
@@ -153,15 +156,13 @@ def load_recipe(path: str | Path) -> tuple[TrainSettings, dict]:
     `extras` holds the top-level `model` and `buckets` when the file names them (a pipeline or a resolved
     config.yaml), so a run can be repeated from its config alone.
     """
+    from curriculum import recipe
+
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError as error:
-        raise ConfigError(f"recipe {path} does not exist") from error
-    except yaml.YAMLError as error:
-        raise ConfigError(f"recipe {path} is not valid YAML: {error}") from error
-    if not isinstance(data, dict):
-        raise ConfigError(f"recipe {path} must be a mapping, got {type(data).__name__}")
+        data = recipe.read_yaml(path)
+    except recipe.RecipeError as error:
+        raise ConfigError(str(error)) from error
     if "train" in data:  # a pipeline file or a resolved config.yaml: other stages' keys are not ours
         section = data.get("train") or {}
         extras = {key: data[key] for key in ("model", "buckets") if data.get(key) is not None}
@@ -191,18 +192,19 @@ def with_sampling(section: dict, sampling: dict) -> dict:
 def apply_overrides(settings: TrainSettings, assignments: list[str] | tuple[str, ...]) -> TrainSettings:
     """Apply `key=value` overrides. A key is a train setting, a GRPOConfig field or `grpo.<field>`;
     dotted tails reach into mappings (`lr_scheduler_kwargs.min_lr_rate=0.05`). Values are YAML."""
+    from curriculum.recipe import RecipeError, parse_assignment
+
     settings = copy.deepcopy(settings)
     grpo_fields = grpo_field_types()
     setting_names = {f.name for f in dataclasses.fields(TrainSettings)} - {"grpo"}
     for assignment in assignments:
-        if "=" not in assignment:
-            raise ConfigError(f"override {assignment!r} must look like key=value")
-        key, text = (part.strip() for part in assignment.split("=", 1))
         try:
-            value = yaml.safe_load(text) if text else None
-        except yaml.YAMLError:
-            value = text
-        path = key.split(".")
+            path, value = parse_assignment(assignment)
+        except RecipeError as error:
+            raise ConfigError(str(error)) from None
+        if path[0] == "train" and len(path) > 1:  # as a pipeline writes it: train.grpo.learning_rate=1e-5
+            path = path[1:]
+        key = ".".join(path)
         if path[0] == "grpo":
             path = path[1:]
             if not path:
@@ -245,7 +247,8 @@ def resolve_grpo_config(settings: TrainSettings, output_dir: str | Path):
     values = grpo_inputs(settings, has_gpu=torch.cuda.is_available())
     values["output_dir"] = str(output_dir)
     try:
-        return GRPOConfig(**values)
+        (config,) = _parser(GRPOConfig).parse_dict(values, allow_extra_keys=False)
+        return config
     except (TypeError, ValueError) as error:
         raise ConfigError(f"invalid GRPO settings: {error}") from error
 
@@ -297,14 +300,21 @@ def grpo_field_types() -> dict[str, Any]:
 
 
 def coerce_grpo_value(name: str, value: Any, source: str = "recipe") -> Any:
-    """Convert a YAML/CLI value to the type GRPOConfig declares for `name` (unknown names are errors)."""
+    """Convert a YAML/CLI value for GRPOConfig field `name` as HfArgumentParser's command line would
+    (unknown names are errors).
+
+    >>> coerce_grpo_value("learning_rate", "1e-5"), coerce_grpo_value("lr_scheduler_type", "cosine")
+    (1e-05, 'cosine')
+    """
+    from trl import GRPOConfig
+
     types_by_name = grpo_field_types()
     if name not in types_by_name:
         raise ConfigError(f"{source}: {name!r} is not a GRPOConfig field{_suggest(name, set(types_by_name))}")
     try:
-        return _coerce(value, types_by_name[name])
+        return _parsed(_parser(GRPOConfig), name, value, types_by_name[name])
     except ValueError as error:
-        raise ConfigError(f"{source}: {name}: {error}") from None
+        raise ConfigError(f"{source}: grpo.{name}: {error}") from None
 
 
 def save_resolved(path: str | Path, *, settings: TrainSettings, grpo_config, model: str, buckets: str,
@@ -339,108 +349,88 @@ def save_resolved(path: str | Path, *, settings: TrainSettings, grpo_config, mod
 # ---------------------------------------------------------------------------------------------------- helpers
 
 
-def _coerce(value: Any, hint: Any) -> Any:
-    members = _members(hint)
+@functools.cache
+def _parser(dataclass_type):
+    """transformers' HfArgumentParser over a config dataclass: the types, choices and list-ness of each field."""
+    from transformers import HfArgumentParser
+
+    return HfArgumentParser(dataclass_type)
+
+
+def _parsed(parser, name: str, value: Any, hint: Any) -> Any:
+    """One value through the parser's action for `--name`: text as the command line gives it; YAML mappings
+    (for fields that take one), booleans and lists pass as such."""
     if value is None:
         return None
-    for member in members:
-        if _matches(value, member):
+    action = parser._option_string_actions[f"--{name}"]
+    kinds = {typing.get_origin(t) or t for t in (typing.get_args(hint) if typing.get_origin(hint) in
+                                                 (typing.Union, types.UnionType) else (hint,))}
+    many = action.nargs in ("+", "*") or bool(kinds & {list, tuple})
+    if isinstance(value, dict):
+        if dict in kinds or Any in kinds:
             return value
-    for member in members:
-        converted = _convert(value, member)
-        if converted is not _FAIL:
-            return converted
-    raise ValueError(f"expected {_describe(hint)}, got {value!r}")
+        raise ValueError(f"expected {_type_name(action)}, got a mapping {value!r}")
+    if isinstance(value, (list, tuple)):
+        if not many:
+            raise ValueError(f"expected one {_type_name(action)}, got a list {value!r}")
+        return [_one(action, item) for item in value]
+    if (isinstance(value, bool) and bool in kinds) or (isinstance(value, str) and str in kinds
+                                                       and action.choices is None):
+        return value  # already what the field takes (GRPOConfig turns a lone report_to string into a list itself)
+    return [_one(action, value)] if action.nargs in ("+", "*") or (many and str not in kinds) else _one(action, value)
 
 
-_FAIL = object()
-
-
-def _members(hint: Any) -> list:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        out = []
-        for arg in typing.get_args(hint):
-            out.extend(_members(arg))
-        return out
-    return [hint]
-
-
-def _matches(value: Any, member: Any) -> bool:
-    if member is Any:
-        return True
-    origin = typing.get_origin(member) or member
-    if member is type(None):
-        return value is None
-    if origin is bool:
-        return isinstance(value, bool)
-    if origin is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if origin is str:
-        return isinstance(value, str)
-    if isinstance(origin, type) and issubclass(origin, enum.Enum):
-        return isinstance(value, origin) or value in {item.value for item in origin}
-    if origin in (list, tuple):
-        return isinstance(value, (list, tuple))
-    if origin is dict:
-        return isinstance(value, dict)
-    if origin is typing.Literal:
-        return value in typing.get_args(member)
-    return isinstance(origin, type) and isinstance(value, origin)
-
-
-def _convert(value: Any, member: Any) -> Any:
-    origin = typing.get_origin(member) or member
+def _one(action, value: Any) -> Any:
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float) and action.type is int and value.is_integer():
+        text = str(int(value))
+    else:
+        text = str(value)
+    convert = action.type or str
     try:
-        if origin is float and isinstance(value, str):
-            return float(value)
-        if origin is int and isinstance(value, str):
-            return int(value)
-        if origin is int and isinstance(value, float) and value.is_integer():
-            return int(value)
-        if origin is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        if origin is bool and isinstance(value, str) and value.lower() in _BOOLS:
-            return _BOOLS[value.lower()]
-        if origin in (list, tuple) and not isinstance(value, (list, tuple, dict)):
-            args = typing.get_args(member)
-            return [_coerce(value, args[0]) if args else value]
-        if origin in (list, tuple) and isinstance(value, (list, tuple)):
-            args = typing.get_args(member)
-            return [_coerce(item, args[0]) if args else item for item in value]
-        if origin is dict and isinstance(value, str):
-            parsed = yaml.safe_load(value)
-            return parsed if isinstance(parsed, dict) else _FAIL
-    except (TypeError, ValueError):
-        return _FAIL
-    return _FAIL
+        result = convert(text)
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
+        raise ValueError(f"expected {_type_name(action)}, got {value!r}") from None
+    if action.choices is not None and result not in action.choices:
+        raise ValueError(f"{value!r} is not one of {', '.join(map(str, action.choices))}")
+    return result
 
 
-_BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
-
-
-def _describe(hint: Any) -> str:
-    return " | ".join(getattr(m, "__name__", str(m)) for m in _members(hint))
+def _type_name(action) -> str:
+    if action.choices is not None:
+        return "one of " + ", ".join(map(str, action.choices))
+    return getattr(action.type, "__name__", "a value").replace("string_to_bool", "true/false")
 
 
 def _coerce_setting(key: str, value: Any, source: str) -> Any:
     hints = typing.get_type_hints(TrainSettings)
     if key in ("lora",) and isinstance(value, bool):  # `lora: true` means the default LoRA
         return "default" if value else None
+    if isinstance(value, dict) and dict not in _kinds(hints[key]):
+        raise ConfigError(f"{source}: {key}: expected a single value, got a mapping {value!r}")
+    kinds = _kinds(hints[key])
+    if isinstance(value, dict) or (isinstance(value, str) and str in kinds) or (isinstance(value, bool)
+                                                                                 and bool in kinds):
+        return value
     try:
-        return _coerce(value, hints[key])
+        return _parsed(_parser(TrainSettings), key, value, hints[key])
     except ValueError as error:
         raise ConfigError(f"{source}: {key}: {error}") from None
 
 
+def _kinds(hint: Any) -> set:
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    return {typing.get_origin(t) or t for t in args}
+
+
 def _set_nested(target: dict, path: list[str], value: Any) -> None:
-    for part in path[:-1]:
-        target = target.setdefault(part, {})
-        if not isinstance(target, dict):
-            raise ConfigError(f"cannot set {'.'.join(path)}: {part} is not a mapping")
-    target[path[-1]] = value
+    from curriculum.recipe import RecipeError, set_path
+
+    try:
+        set_path(target, path, value)
+    except RecipeError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _suggest(name: str, candidates: set[str]) -> str:

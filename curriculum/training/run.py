@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curriculum.layout import CONFIG, MANIFEST, METRICS
 from curriculum.training.config import (
     ConfigError,
     TrainSettings,
@@ -27,7 +28,6 @@ from curriculum.training.config import (
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 REQUIRED_COLUMNS = ("id", "prompt", "answer", "bucket", "pass_rate")
 
 
@@ -46,6 +46,28 @@ class TrainResult:
     last_checkpoint: str | None
     train_loss: float | None
     notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: steps and the mean reward of the first and last quarter of logged steps."""
+        return self.describe_metrics(self.metrics_path)
+
+    @staticmethod
+    def describe_metrics(path: str | Path) -> str:
+        """The summary line from a metrics.jsonl (also for a run trained in another process)."""
+        rows = []
+        for line in Path(path).read_text().splitlines() if Path(path).is_file() else []:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn last line
+        rewards = [row["reward"] for row in rows if isinstance(row.get("reward"), (int, float))]
+        if not rewards:
+            return "no logged steps"
+        quarter = max(1, len(rewards) // 4)
+        head, tail = rewards[:quarter], rewards[-quarter:]
+        step = next((row["step"] for row in reversed(rows) if "step" in row), "?")
+        return (f"{step} steps, reward {sum(head) / len(head):.2f} (first quarter) -> "
+                f"{sum(tail) / len(tail):.2f} (last quarter)")
 
 
 @dataclass
@@ -163,11 +185,11 @@ def prepare(buckets: str | Path, model: str, out: str | Path, settings: TrainSet
         if grpo_config.gradient_checkpointing and not selection.embeddings:
             trainer.model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still get grads
 
-    metrics_path = out_dir / "metrics.jsonl"
+    metrics_path = out_dir / METRICS
     trainer.callback_handler.callbacks.insert(0, MetricsCallback(metrics_path, probes=probes))
 
     if trainer.accelerator.is_main_process:
-        save_resolved(out_dir / "config.yaml", settings=settings, grpo_config=grpo_config, model=model,
+        save_resolved(out_dir / CONFIG, settings=settings, grpo_config=grpo_config, model=model,
                       buckets=str(buckets), extra={"model_path": model_path, "resumed_from": resume_from})
     return TrainRun(trainer=trainer, settings=settings, out_dir=out_dir, model_path=model_path,
                     resume_from=resume_from, metrics_path=metrics_path, layer_callback=layer_callback, notes=notes)

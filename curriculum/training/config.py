@@ -56,6 +56,7 @@ Recipe shape (all keys optional):
     train_head: null
     layer_schedule: null        # rotate:K@S | unfreeze:top-down@S
     allow_model_mismatch: false # train on buckets scored by another model
+    fast_generation: off        # on: on a CPU, GRPO completions from vLLM (training/fast_generation.py)
     max_steps: 500              # shortcuts for grpo.max_steps / grpo.num_generations
     num_generations: 6
     launch: {}                  # multi-GPU launch settings, read by `curriculum pipeline` only
@@ -124,6 +125,9 @@ class TrainSettings:
     train_head: bool | None = None
     layer_schedule: str | None = None
     allow_model_mismatch: bool = False
+    # --- fast generation (curriculum/training/fast_generation.py): off | on, or a boolean
+    fast_generation: str | bool = "off"
+    # --- end fast generation
     launch: dict = field(default_factory=dict)
     grpo: dict = field(default_factory=dict)
 

@@ -138,6 +138,19 @@ def prepare(buckets: str | Path, model: str, out: str | Path, settings: TrainSet
     if "reward_weights" in settings.grpo:
         raise ConfigError("give reward weights in the reward spec (accuracy:1,format:1), not grpo.reward_weights")
     grpo_settings.grpo["reward_weights"] = list(weights)
+    # --- fast generation (curriculum/training/fast_generation.py): vLLM completions on a CPU, or one line why not
+    from curriculum.training import fast_generation
+
+    fast = fast_generation.plan_fast_generation(settings.fast_generation, grpo_settings.grpo,
+                                                max_prompt_length=settings.max_prompt_length)
+    grpo_settings.grpo.update(fast.grpo_values)
+    if fast.note and not fast.enabled:
+        logger.warning(fast.note)
+    elif fast.note:
+        notes.append(fast.note)
+    if grpo_settings.grpo.get("use_vllm") and fast_generation.unavailable_reason() is None:
+        fast_generation.prepare_cpu_engine_environment()
+    # --- end fast generation
     grpo_config = resolve_grpo_config(grpo_settings, out_dir)
     if grpo_config.process_index == 0:  # once, not once per process
         for warning in setup_warnings(reward_funcs, dataset, tokenizer, grpo_config):
@@ -161,6 +174,7 @@ def prepare(buckets: str | Path, model: str, out: str | Path, settings: TrainSet
         online_difficulty=settings.online_difficulty,
         skip_solved=settings.skip_solved,
     )
+    fast_generation.install_cpu_weight_sync(trainer)  # fast generation: a no-op unless vLLM colocate on CPU
 
     layer_callback = None
     probes = []

@@ -213,7 +213,7 @@ def stage_settings(config: PipelineConfig) -> StageSettings:
     try:
         train = TrainSettings.from_dict(config.train, source=f"{source}: train")
     except ConfigError as error:
-        raise PipelineError(" ".join(str(error).split())) from error
+        raise fail("train", ValueError(str(error).removeprefix(f"{source}: train: "))) from error
     try:
         evaluation = EvalSettings.from_recipe(config.eval)
     except EvaluationError as error:

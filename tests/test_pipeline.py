@@ -265,7 +265,8 @@ def test_prompt_names_a_template_and_enters_the_fingerprints():
 @pytest.mark.parametrize(("section", "line"), [
     ("build: {strategy: kmeanz}", "build.strategy: unknown strategy 'kmeanz'; choose one of quantile, thresholds, kmeans"),
     ("score: {samples: lots}", "score.samples: expected an integer, got 'lots'"),
-    ("train: {grpo: {learning_rate: lots}}", "train: grpo.learning_rate: expected float, got 'lots'"),
+    ("train: {grpo: {learning_rate: lots}}", "train.grpo.learning_rate: expected float, got 'lots'"),
+    ("train: {grpo: {lr_scheduler_type: cosinus}}", "train.grpo.lr_scheduler_type: 'cosinus' is not one of"),
     ("train: {schedul: linear}", "schedul"),
     ("eval: {samples: 0}", "eval.samples: must be at least 1, got 0"),
     ("eval: {benchmarks: [gsm9k]}", "eval.benchmarks: unknown benchmark 'gsm9k'"),

@@ -124,15 +124,49 @@ def prepare(buckets: str | Path, model: str, out: str | Path, settings: TrainSet
                                  buckets=buckets)
     _check_schedule(settings)
 
+    tokenizer = _load_tokenizer(model_path)
+    dataset, dropped = drop_long_prompts(dataset, tokenizer, settings.max_prompt_length)
+    if dropped:
+        notes.append(dropped)
+
+    reward_funcs, grpo_config = _grpo_config(settings, out_dir, notes)
+    if grpo_config.process_index == 0:  # once, not once per process
+        for warning in setup_warnings(reward_funcs, dataset, tokenizer, grpo_config):
+            logger.warning(warning)
+
+    selection, schedule, peft_config = _parameter_plan(settings, model_path, grpo_config)
+    trainer = _build_trainer(settings, model_path, reward_funcs, grpo_config, dataset, tokenizer, peft_config,
+                             callbacks)
+    layer_callback, probes = None, []
+    if selection is not None and peft_config is None:  # LoRA chooses its own parameters
+        layer_callback, probes = _apply_layer_selection(trainer, settings, selection, schedule, grpo_config,
+                                                        start_step, notes)
+
+    from curriculum.training.metrics import MetricsCallback
+
+    metrics_path = out_dir / METRICS
+    trainer.callback_handler.callbacks.insert(0, MetricsCallback(metrics_path, probes=probes))
+
+    if trainer.accelerator.is_main_process:
+        save_resolved(out_dir / CONFIG, settings=settings, grpo_config=grpo_config, model=model,
+                      buckets=str(buckets), extra={"model_path": model_path, "resumed_from": resume_from})
+    return TrainRun(trainer=trainer, settings=settings, out_dir=out_dir, model_path=model_path,
+                    resume_from=resume_from, metrics_path=metrics_path, layer_callback=layer_callback, notes=notes)
+
+
+def _load_tokenizer(model_path: str):
+    """The model's tokenizer padded on the left (GRPO generates after the prompt), with a pad token."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dataset, dropped = drop_long_prompts(dataset, tokenizer, settings.max_prompt_length)
-    if dropped:
-        notes.append(dropped)
+    return tokenizer
 
+
+def _grpo_config(settings: TrainSettings, out_dir: Path, notes: list[str]):
+    """(reward functions, GRPOConfig): the reward weights and the fast-generation values go into a copy of the
+    settings' grpo section, so the settings saved in config.yaml stay as the user wrote them."""
     grpo_settings = TrainSettings(**{**settings.__dict__, "grpo": dict(settings.grpo)})
     reward_funcs, weights = _rewards(grpo_settings)
     if "reward_weights" in settings.grpo:
@@ -151,14 +185,13 @@ def prepare(buckets: str | Path, model: str, out: str | Path, settings: TrainSet
     if grpo_settings.grpo.get("use_vllm") and fast_generation.unavailable_reason() is None:
         fast_generation.prepare_cpu_engine_environment()
     # --- end fast generation
-    grpo_config = resolve_grpo_config(grpo_settings, out_dir)
-    if grpo_config.process_index == 0:  # once, not once per process
-        for warning in setup_warnings(reward_funcs, dataset, tokenizer, grpo_config):
-            logger.warning(warning)
+    return reward_funcs, resolve_grpo_config(grpo_settings, out_dir)
 
-    selection, schedule, peft_config = _parameter_plan(settings, model_path, grpo_config)
 
-    from curriculum.training.metrics import MetricsCallback
+def _build_trainer(settings: TrainSettings, model_path: str, reward_funcs, grpo_config, dataset, tokenizer,
+                   peft_config, callbacks: list | None):
+    """The curriculum trainer over TRL's, with the CPU vLLM weight sync installed where fast generation runs."""
+    from curriculum.training import fast_generation
     from curriculum.training.trainer import CurriculumGRPOTrainer
 
     trainer = CurriculumGRPOTrainer(
@@ -175,38 +208,35 @@ def prepare(buckets: str | Path, model: str, out: str | Path, settings: TrainSet
         skip_solved=settings.skip_solved,
     )
     fast_generation.install_cpu_weight_sync(trainer)  # fast generation: a no-op unless vLLM colocate on CPU
+    return trainer
 
+
+def _apply_layer_selection(trainer, settings: TrainSettings, selection, schedule, grpo_config, start_step: int,
+                           notes: list[str]):
+    """Freeze all but the selected layers (full fine-tuning) and, with a layer schedule, add the callback that
+    moves the trainable window, so it starts where a resumed run left it. Returns (layer callback, metric probes)."""
     layer_callback = None
     probes = []
-    if selection is not None and peft_config is None:
-        from curriculum.training.layers import LayerScheduleCallback, apply_selection
+    from curriculum.training.layers import LayerScheduleCallback, apply_selection
 
-        counts = apply_selection(trainer.model, selection)
-        if schedule is not None:
-            layer_callback = LayerScheduleCallback(
-                trainer.model, schedule, selection,
-                decay_names=trainer.get_decay_parameter_names(trainer.model),
-                weight_decay=grpo_config.weight_decay,
-            )
-            layer_callback.set_initial(trainer.model, start_step)
-            trainer.add_callback(layer_callback)
-            probes.append(lambda: {"layers/active": list(layer_callback.active)})
-            notes.append(f"layer schedule {settings.layer_schedule} over layers {list(selection.layers)}; "
-                         f"starting with {list(layer_callback.active)}")
-        else:
-            notes.append(f"training layers {list(selection.layers)} (embeddings: {selection.embeddings}, head: "
-                         f"{selection.head}): {counts['trainable']:,} of {counts['total']:,} parameters")
-        if grpo_config.gradient_checkpointing and not selection.embeddings:
-            trainer.model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still get grads
-
-    metrics_path = out_dir / METRICS
-    trainer.callback_handler.callbacks.insert(0, MetricsCallback(metrics_path, probes=probes))
-
-    if trainer.accelerator.is_main_process:
-        save_resolved(out_dir / CONFIG, settings=settings, grpo_config=grpo_config, model=model,
-                      buckets=str(buckets), extra={"model_path": model_path, "resumed_from": resume_from})
-    return TrainRun(trainer=trainer, settings=settings, out_dir=out_dir, model_path=model_path,
-                    resume_from=resume_from, metrics_path=metrics_path, layer_callback=layer_callback, notes=notes)
+    counts = apply_selection(trainer.model, selection)
+    if schedule is not None:
+        layer_callback = LayerScheduleCallback(
+            trainer.model, schedule, selection,
+            decay_names=trainer.get_decay_parameter_names(trainer.model),
+            weight_decay=grpo_config.weight_decay,
+        )
+        layer_callback.set_initial(trainer.model, start_step)
+        trainer.add_callback(layer_callback)
+        probes.append(lambda: {"layers/active": list(layer_callback.active)})
+        notes.append(f"layer schedule {settings.layer_schedule} over layers {list(selection.layers)}; "
+                     f"starting with {list(layer_callback.active)}")
+    else:
+        notes.append(f"training layers {list(selection.layers)} (embeddings: {selection.embeddings}, head: "
+                     f"{selection.head}): {counts['trainable']:,} of {counts['total']:,} parameters")
+    if grpo_config.gradient_checkpointing and not selection.embeddings:
+        trainer.model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still get grads
+    return layer_callback, probes
 
 
 # ---------------------------------------------------------------------------------------------------- checks

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import hashlib
 import json
 import math
 import re
@@ -60,8 +59,9 @@ from pathlib import Path
 
 import numpy as np
 
-from curriculum import reports
+from curriculum import layout, reports
 from curriculum.evaluation import EvalSettings, bootstrap_interval, paired_bootstrap_difference
+from curriculum.layout import CONFIG, METRICS, REPORT_DIR
 
 COMPARISON = "comparison.json"
 STUDY = "study.json"
@@ -106,9 +106,9 @@ class Arm:
 
     @classmethod
     def from_dict(cls, name: str, data: dict | None, *, source: str = "study") -> Arm:
-        if not isinstance(name, str) or not _NAME.match(name) or name in (BASE, reports.REPORT_DIR):
+        if not isinstance(name, str) or not _NAME.match(name) or name in (BASE, REPORT_DIR):
             raise CompareError(f"{source}: arm name {name!r} must be a plain directory name (letters, digits, . _ -) "
-                               f"other than {BASE!r} and {reports.REPORT_DIR!r}")
+                               f"other than {BASE!r} and {REPORT_DIR!r}")
         if not isinstance(data, dict):
             raise CompareError(f"{source}: arm {name!r} must be a mapping such as {{schedule: linear}}, got {data!r}")
         for key in data:
@@ -276,7 +276,7 @@ class CompareSettings:
                 content["arm"] = identity
         if step is not None:
             content["step"] = step
-        return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return layout.fingerprint(content)  # the same hash as before the one helper: old studies keep theirs
 
 
 Event = Callable[[str, str], None]  # (arm, message)
@@ -544,8 +544,8 @@ def _train_arm(settings: CompareSettings, arm: Arm, seed: int, directory: Path, 
                                f"evaluated), so training cannot continue from it; delete {directory} to train this "
                                "arm again (keep_optimizer_state: true keeps it)")
     directory.mkdir(parents=True, exist_ok=True)
-    if not resume and (directory / reports.METRICS).exists():
-        (directory / reports.METRICS).unlink()  # a run interrupted before its first checkpoint starts over
+    if not resume and (directory / METRICS).exists():
+        (directory / METRICS).unlink()  # a run interrupted before its first checkpoint starts over
     # What training rewrites must be evaluated again: checkpoints after the one it resumes from, the final model.
     kept = max((_step_of(path) for path in checkpoints), default=0)
     for path in [eval_path(directory, None), *directory.glob("eval-step-*.json")]:
@@ -713,8 +713,8 @@ def arm_compute(directory: Path) -> dict:
     """Steps, completions, tokens and wall time one training run used (read from its own files)."""
     import yaml
 
-    metrics = reports.read_metrics(directory / reports.METRICS)
-    config = yaml.safe_load((directory / "config.yaml").read_text()) if (directory / "config.yaml").exists() else {}
+    metrics = reports.read_metrics(directory / METRICS)
+    config = yaml.safe_load((directory / CONFIG).read_text()) if (directory / CONFIG).exists() else {}
     grpo = (config.get("resolved") or {}).get("grpo") or {}
     per_step = int(grpo.get("per_device_train_batch_size", 0)) * int(grpo.get("gradient_accumulation_steps", 1))
     steps = max((row["step"] for row in metrics), default=0)
@@ -755,7 +755,7 @@ def _rates(evals: list[dict], benchmark: str) -> tuple[list[str], np.ndarray]:
 
 def zero_advantage(directory: Path) -> tuple[list[float], list[float]]:
     """(steps, share of groups with zero advantage) of one training run, from its metrics.jsonl."""
-    metrics = reports.read_metrics(directory / reports.METRICS)
+    metrics = reports.read_metrics(directory / METRICS)
     key = reports.zero_advantage_key(metrics)
     return reports.series(metrics, key) if key else ([], [])
 
@@ -1030,7 +1030,7 @@ def plot_curves(out: Path, comparison: dict, path: Path) -> Path | None:
         for ax, (key, label) in zip(axes, keys, strict=True):
             runs = []
             for seed in seeds:
-                metrics = reports.read_metrics(arm_dir(out, name, seed) / reports.METRICS)
+                metrics = reports.read_metrics(arm_dir(out, name, seed) / METRICS)
                 metric = key or reports.zero_advantage_key(metrics)
                 if metric is None:
                     continue
@@ -1114,7 +1114,7 @@ def write_compare_report(out: str | Path) -> reports.Report:
         raise CompareError(f"{path} does not exist; run `curriculum compare` first")
     comparison = json.loads(path.read_text())
     s, harness = comparison["settings"], comparison["harness"]
-    report_dir = out / reports.REPORT_DIR
+    report_dir = out / REPORT_DIR
     report_dir.mkdir(parents=True, exist_ok=True)
     doc = reports.Document(f"Schedules compared at equal compute: {', '.join(_arm_names(s))}")
     _report_arms(doc, s)
@@ -1127,11 +1127,7 @@ def write_compare_report(out: str | Path) -> reports.Report:
     figures = _report_figures(doc, out, comparison, report_dir, k)
     _report_compute(doc, comparison)
     _report_harness(doc, s, harness, k)
-    markdown = doc.to_markdown(report_dir)
-    (report_dir / "report.md").write_text(markdown)
-    (report_dir / "report.html").write_text(doc.to_html())
-    return reports.Report(markdown=report_dir / "report.md", html=report_dir / "report.html", figures=figures,
-                          found=[COMPARISON], missing=[])
+    return reports.write_document(doc, report_dir, figures, found=[COMPARISON], missing=[])
 
 
 def _report_arms(doc: reports.Document, s: dict) -> None:

@@ -17,7 +17,7 @@ Recipe schema (pipelines/*.yaml):
     out: runs/demo-cpu             # default runs/<name>
     model: smollm2-135m            # alias, local directory or hub id
     prompt:  boxed                 # or think-answer, or {system, instruction}: score, build and eval use it
-    sampling: {temperature, top_p, max_tokens}   # shared by score, train and eval (see resolve_sampling)
+    sampling: {temperature, top_p, max_tokens}   # shared by score, train and eval (see recipe.resolve_sampling)
     data:    {sources: [synthetic, gsm8k], synth: {n, seed, digits, operands, operations, word_fraction},
               limit: N or {source: N}, eval_sets: [gsm8k, ...], data_dir}
     score:   {engine, samples, max_tokens, temperature, top_p, seed, engine_options, ...}
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import re
 import shutil
 import subprocess
@@ -50,8 +49,6 @@ import yaml
 from curriculum import recipe
 from curriculum.data.loaders import BENCHMARKS as BENCHMARK_SOURCES
 from curriculum.layout import MARKERS, STAGES, RunLayout, fingerprint  # noqa: F401 - MARKERS, STAGES re-exported
-
-logger = logging.getLogger(__name__)
 
 SECTIONS = {"name", "out", "model", "prompt", "sampling", "data", "score", "build", "train", "eval", "report"}
 DATA_KEYS = {"sources", "synth", "limit", "eval_sets", "data_dir", "ngram", "overlap"}
@@ -169,7 +166,10 @@ def config_from_dict(data: dict, *, source: str = "recipe") -> PipelineConfig:
         get_template(prompt)
     except ValueError as error:
         raise PipelineError(f"{source}: prompt: {error}") from error
-    sampling = resolve_sampling(sections, data.get("sampling"), source)
+    try:
+        sampling = recipe.resolve_sampling(sections, data.get("sampling"), source)
+    except recipe.RecipeError as error:
+        raise PipelineError(str(error)) from error
     sections["eval"]["benchmarks"] = [benchmark_name(b) for b in _as_list(sections["eval"].get("benchmarks", ["gsm8k"]))]
     if "eval_sets" in sections["data"]:
         sections["data"]["eval_sets"] = [benchmark_name(b) for b in _as_list(sections["data"]["eval_sets"])]
@@ -230,65 +230,6 @@ def stage_settings(config: PipelineConfig) -> StageSettings:
     return StageSettings(data=data, score=score, build=build, train=train, eval=evaluation)
 
 
-SAMPLING_KEYS = ("temperature", "top_p", "max_tokens")
-# A recipe without a `sampling:` block samples as `curriculum train` does by default: open-rs's temperature,
-# TRL's top_p and max_completion_length.
-DEFAULT_SAMPLING = {"temperature": 0.7, "top_p": 1.0, "max_tokens": 512}
-# Sampling knobs only TRL's generation has: set under train.grpo, the other stages cannot follow.
-TRAIN_ONLY_SAMPLING = {"top_k": (None, 0), "min_p": (None,), "repetition_penalty": (None, 1.0)}
-
-
-def resolve_sampling(sections: dict, block: dict | None, source: str = "recipe") -> dict:
-    """Give score, train and eval one sampling: the recipe's `sampling:` block, defaults for the keys it leaves out.
-
-    A stage that sets none of a key takes the shared value (written into its section, so it is in the stage's
-    fingerprint and the resolved config.yaml); a stage that sets a different value keeps it, with a warning:
-    a pass rate measured at one temperature (or length limit) does not describe the model at another.
-
-        sampling key   score           train (GRPOConfig)              eval
-        temperature    temperature     grpo.temperature                temperature
-        top_p          top_p           grpo.top_p                      top_p
-        max_tokens     max_tokens      grpo.max_completion_length      max_tokens
-
-    Returns the shared block, defaults filled in.
-    """
-    from curriculum.training.config import SAMPLING_TO_GRPO
-
-    if block is not None and not isinstance(block, dict):
-        raise PipelineError(f"{source}: `sampling` must be a mapping of {', '.join(SAMPLING_KEYS)}")
-    block = {key: value for key, value in (block or {}).items() if value is not None}
-    unknown = sorted(set(block) - set(SAMPLING_KEYS))
-    if unknown:
-        raise PipelineError(f"{source}: unknown key(s) {unknown} in `sampling`; expected some of "
-                            f"{list(SAMPLING_KEYS)} (train-only knobs such as top_k go under train.grpo)")
-    shared = {**DEFAULT_SAMPLING, **block}
-    grpo = sections["train"].get("grpo")
-    if grpo is None:
-        grpo = sections["train"]["grpo"] = {}
-    places = [("score", sections["score"], {key: key for key in SAMPLING_KEYS}),
-              ("eval", sections["eval"], {key: key for key in SAMPLING_KEYS})]
-    if isinstance(grpo, dict):  # otherwise _check_train names the error
-        places.insert(1, ("train.grpo", grpo, SAMPLING_TO_GRPO))
-        for name, neutral in TRAIN_ONLY_SAMPLING.items():
-            if grpo.get(name) not in neutral:
-                logger.warning("%s: train.grpo.%s = %r shapes training's sampling, which score and eval cannot "
-                               "follow; their pass rates describe sampling without it", source, name, grpo[name])
-    for stage, section, names in places:
-        differ = []
-        for key in SAMPLING_KEYS:
-            value = section.get(names[key])
-            if value is None:
-                section[names[key]] = shared[key]
-            elif value != shared[key]:
-                default = "" if key in block else ", the default"
-                differ.append(f"{names[key]} = {value!r} (sampling.{key} = {shared[key]!r}{default})")
-        if differ:
-            logger.warning("%s: %s overrides the shared sampling: %s. Score, train and eval no longer sample alike, "
-                           "so a pass rate measured in one stage does not describe another; remove the stage's "
-                           "values to share the `sampling:` block", source, stage, "; ".join(differ))
-    return shared
-
-
 def benchmark_name(name: str) -> str:
     """A benchmark name, accepting the datasets_cfg source names too (minerva_math -> minerva)."""
     return BENCHMARK_ALIASES.get(str(name), str(name))
@@ -303,7 +244,9 @@ def _as_list(value) -> list:
 
 
 def _check_score_keys(section: dict, source: str) -> None:
-    allowed = set(_score_parameters()) | {"engine_options"}
+    from curriculum.scoring import ScoreConfig
+
+    allowed = set(ScoreConfig.recipe_keys())
     extra = sorted(set(section) - allowed)
     if extra:
         raise PipelineError(f"{source}: unknown key(s) {extra} in `score`; expected some of {sorted(allowed)}")
@@ -634,23 +577,9 @@ class Pipeline:
 # helpers
 
 
-SCORE_SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed")
-
-
-def _score_parameters() -> list[str]:
-    import dataclasses
-
-    from curriculum.scoring import ScoreConfig
-
-    fields = [f.name for f in dataclasses.fields(ScoreConfig) if f.name not in ("sampling", "template")]
-    return [*fields, *SCORE_SAMPLING_KEYS, "engine", "keep_completions"]
-
-
 def score_config(section: dict, template=None):
     """The `score:` section (and the recipe's prompt template) -> (ScoreConfig, engine name, engine options,
-    keep_completions); a bad value is refused with `score: key: ...`."""
-    from curriculum.recipe import check_fields
-    from curriculum.rollout.base import Sampling
+    keep_completions); a bad value is refused with `score: key: ...`. How to score is ScoreConfig.from_recipe's."""
     from curriculum.scoring import ScoreConfig, ScoringError
 
     section = dict(section)
@@ -662,13 +591,6 @@ def score_config(section: dict, template=None):
             raise ScoringError(f"engine_options: expected a mapping, got {engine_options!r}")
         if not isinstance(keep, bool):
             raise ScoringError(f"keep_completions: expected true/false, got {keep!r}")
-        sampling = Sampling(**check_fields(Sampling, {key: section.pop(key) for key in SCORE_SAMPLING_KEYS
-                                                      if key in section}, error=ScoringError))
-        section = check_fields(ScoreConfig, section, error=ScoringError)
-        if "edges" in section:
-            section["edges"] = tuple(section["edges"])
-        if template is not None:
-            section["template"] = template
-        return ScoreConfig(sampling=sampling, **section), engine, dict(engine_options), keep
+        return ScoreConfig.from_recipe(section, template), engine, dict(engine_options), keep
     except (ScoringError, TypeError) as error:
         raise PipelineError(f"score: {error}") from error

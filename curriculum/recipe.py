@@ -4,7 +4,8 @@
 learning_rate=1e-5` both read their file and apply their overrides here; each stage then turns its section into
 its own config object (`PrepareOptions`, `ScoreConfig`, `BuildConfig`, `TrainSettings`, `EvalSettings`), which
 refuses a bad value with a message that starts with the key. GRPOConfig's fields are converted by
-transformers' `HfArgumentParser` (curriculum.training.config), not here.
+transformers' `HfArgumentParser` (curriculum.training.config), not here. A pipeline recipe's `sampling:` block
+is given to its score, train and eval sections here too (`resolve_sampling`).
 
 Example:
     >>> data = {"train": {"max_steps": 10}}
@@ -14,11 +15,14 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+logger = logging.getLogger(__name__)
 
 
 class RecipeError(ValueError):
@@ -71,6 +75,67 @@ def apply_overrides(data: dict, assignments: list[str] | tuple[str, ...]) -> dic
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, what: str = "recipe") -> dict:
     """Read a recipe file and apply its overrides: the one loader of pipeline and train recipes."""
     return apply_overrides(read_yaml(path, what=what), overrides)
+
+
+# ------------------------------------------------------------------------------------------ shared sampling
+
+SAMPLING_KEYS = ("temperature", "top_p", "max_tokens")
+# A recipe without a `sampling:` block samples as `curriculum train` does by default: open-rs's temperature,
+# TRL's top_p and max_completion_length.
+DEFAULT_SAMPLING = {"temperature": 0.7, "top_p": 1.0, "max_tokens": 512}
+# Sampling knobs only TRL's generation has: set under train.grpo, the other stages cannot follow.
+TRAIN_ONLY_SAMPLING = {"top_k": (None, 0), "min_p": (None,), "repetition_penalty": (None, 1.0)}
+
+
+def resolve_sampling(sections: dict, block: dict | None, source: str = "recipe") -> dict:
+    """Give score, train and eval one sampling: the recipe's `sampling:` block, defaults for the keys it leaves out.
+
+    A stage that sets none of a key takes the shared value (written into its section, so it is in the stage's
+    fingerprint and the resolved config.yaml); a stage that sets a different value keeps it, with a warning:
+    a pass rate measured at one temperature (or length limit) does not describe the model at another.
+
+        sampling key   score           train (GRPOConfig)              eval
+        temperature    temperature     grpo.temperature                temperature
+        top_p          top_p           grpo.top_p                      top_p
+        max_tokens     max_tokens      grpo.max_completion_length      max_tokens
+
+    Returns the shared block, defaults filled in.
+    """
+    from curriculum.training.config import SAMPLING_TO_GRPO
+
+    if block is not None and not isinstance(block, dict):
+        raise RecipeError(f"{source}: `sampling` must be a mapping of {', '.join(SAMPLING_KEYS)}")
+    block = {key: value for key, value in (block or {}).items() if value is not None}
+    unknown = sorted(set(block) - set(SAMPLING_KEYS))
+    if unknown:
+        raise RecipeError(f"{source}: unknown key(s) {unknown} in `sampling`; expected some of "
+                            f"{list(SAMPLING_KEYS)} (train-only knobs such as top_k go under train.grpo)")
+    shared = {**DEFAULT_SAMPLING, **block}
+    grpo = sections["train"].get("grpo")
+    if grpo is None:
+        grpo = sections["train"]["grpo"] = {}
+    places = [("score", sections["score"], {key: key for key in SAMPLING_KEYS}),
+              ("eval", sections["eval"], {key: key for key in SAMPLING_KEYS})]
+    if isinstance(grpo, dict):  # otherwise _check_train names the error
+        places.insert(1, ("train.grpo", grpo, SAMPLING_TO_GRPO))
+        for name, neutral in TRAIN_ONLY_SAMPLING.items():
+            if grpo.get(name) not in neutral:
+                logger.warning("%s: train.grpo.%s = %r shapes training's sampling, which score and eval cannot "
+                               "follow; their pass rates describe sampling without it", source, name, grpo[name])
+    for stage, section, names in places:
+        differ = []
+        for key in SAMPLING_KEYS:
+            value = section.get(names[key])
+            if value is None:
+                section[names[key]] = shared[key]
+            elif value != shared[key]:
+                default = "" if key in block else ", the default"
+                differ.append(f"{names[key]} = {value!r} (sampling.{key} = {shared[key]!r}{default})")
+        if differ:
+            logger.warning("%s: %s overrides the shared sampling: %s. Score, train and eval no longer sample alike, "
+                           "so a pass rate measured in one stage does not describe another; remove the stage's "
+                           "values to share the `sampling:` block", source, stage, "; ".join(differ))
+    return shared
 
 
 # ------------------------------------------------------------------------------------------ section values

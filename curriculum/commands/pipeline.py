@@ -68,15 +68,33 @@ def pipeline(recipe, overrides, out, until, redo, plan_only):
         click.echo(f"--redo {redo}: removed {len(removed)} output(s) of {redo} and later stages")
 
     states = runner.plan()
+    _print_plan(config, recipe, states)
+    if plan_only:
+        return
+    click.echo("")
+    started = time.perf_counter()
+    outcomes = _run_stages(runner, until, bars, _stage_events(states, bars))
+    total = time.perf_counter() - started
+    click.echo(f"\nsummary of {config.name} ({total / 60:.1f} min):")
+    print_table(["stage", "action", "time", "result"],
+                [[o.name, o.action, f"{o.wall_s:.0f}s", o.summary] for o in outcomes])
+    layout = runner.layout
+    if any(o.name == "report" for o in outcomes):
+        click.echo(f"\nreport: {layout.report_md}  (single file with plots: {layout.report / REPORT_HTML})")
+
+
+def _print_plan(config, recipe: Path, states) -> None:
+    """The plan before anything runs: every stage, its status and files, so a rerun shows what it will skip."""
     click.echo(f"pipeline {config.name}: {recipe} -> {config.out} (model {config.model})")
     print_table(["#", "stage", "status", "writes", "note"],
                 [[i + 1, s.name, s.status, ", ".join(str(p) for p in s.outputs), s.note]
                  for i, s in enumerate(states)])
-    if plan_only:
-        return
-    click.echo("")
+
+
+def _stage_events(states, bars: _Bars):
+    """The pipeline's event callback: one numbered line per stage start, skip and finish (a progress bar is
+    closed first, so the line is not drawn into it)."""
     numbers = {s.name: i + 1 for i, s in enumerate(states)}
-    started = time.perf_counter()
 
     def on_event(kind: str, stage: str, message: str) -> None:
         bars.close()
@@ -90,23 +108,24 @@ def pipeline(recipe, overrides, out, until, redo, plan_only):
         else:
             click.echo(f"{prefix}: {message}")
 
+    return on_event
+
+
+def _run_stages(runner, until: str | None, bars: _Bars, on_event):
+    """Run the stages; a library error becomes one line (with a hint that finished stages are kept), never a
+    traceback."""
+    from curriculum.pipeline import StageFailed
+
     errors = _library_errors()
     try:
-        outcomes = runner.run(until=until, on_event=on_event)
+        return runner.run(until=until, on_event=on_event)
     except errors as error:
         bars.close()
         hint = "\n(completed stages are kept; rerun the same command to continue)" if isinstance(
-            error, lib.StageFailed) else ""
+            error, StageFailed) else ""
         raise click.ClickException(f"{error}{hint}") from error
     finally:
         bars.close()
-    total = time.perf_counter() - started
-    click.echo(f"\nsummary of {config.name} ({total / 60:.1f} min):")
-    print_table(["stage", "action", "time", "result"],
-                [[o.name, o.action, f"{o.wall_s:.0f}s", o.summary] for o in outcomes])
-    layout = runner.layout
-    if any(o.name == "report" for o in outcomes):
-        click.echo(f"\nreport: {layout.report_md}  (single file with plots: {layout.report / REPORT_HTML})")
 
 
 def _library_errors() -> tuple[type[BaseException], ...]:

@@ -27,6 +27,10 @@ COMPLETION_COLUMNS: tuple[str, ...] = (
 )
 DEFAULT_EDGES: tuple[float, ...] = (0.8, 0.5, 0.2)
 METADATA_KEY = b"curriculum.score"
+#: Keys of a recipe's `score:` section that build its Sampling, besides ScoreConfig's own fields.
+RECIPE_SAMPLING_KEYS: tuple[str, ...] = ("temperature", "top_p", "max_tokens", "seed")
+#: Keys of a recipe's `score:` section that say what scoring runs with (the pipeline's), not how it scores.
+RECIPE_RUN_KEYS: tuple[str, ...] = ("engine", "engine_options", "keep_completions")
 _PART_PREFIX = "part-"
 
 
@@ -79,6 +83,37 @@ class ScoreConfig:
         if not edges or any(not 0 < edge < 1 for edge in edges):
             raise ScoringError(f"edges must be numbers strictly between 0 and 1, got {list(self.edges)}")
         object.__setattr__(self, "edges", edges)
+
+    @classmethod
+    def from_recipe(cls, section: dict, template: PromptTemplate | None = None) -> ScoreConfig:
+        """A pipeline's `score:` section (and the recipe's prompt template), checked: errors start with the key.
+
+        The sampling keys (temperature, top_p, max_tokens, seed) build the Sampling; the run keys (engine,
+        engine_options, keep_completions) are left to the caller.
+
+        >>> ScoreConfig.from_recipe({"samples": "8", "temperature": 0.6, "engine": "hf"}).sampling.temperature
+        0.6
+        """
+        from curriculum.recipe import check_fields
+
+        values = {key: value for key, value in section.items() if key not in RECIPE_RUN_KEYS}
+        try:
+            sampling = Sampling(**check_fields(Sampling, {key: values.pop(key) for key in RECIPE_SAMPLING_KEYS
+                                                          if key in values}, error=ScoringError))
+            values = check_fields(cls, values, error=ScoringError)
+            if "edges" in values:
+                values["edges"] = tuple(values["edges"])
+            if template is not None:
+                values["template"] = template
+            return cls(sampling=sampling, **values)
+        except TypeError as error:  # a value of a type the fields cannot take (edges: 0.5)
+            raise ScoringError(str(error)) from error
+
+    @classmethod
+    def recipe_keys(cls) -> list[str]:
+        """Every key a recipe's `score:` section may set."""
+        fields = [name for name in cls.__dataclass_fields__ if name not in ("sampling", "template")]
+        return [*fields, *RECIPE_SAMPLING_KEYS, *RECIPE_RUN_KEYS]
 
     @property
     def budget(self) -> int:

@@ -39,7 +39,12 @@ ARMS: dict[str, dict] = {
     "fast": {"fast_generation": "on"},
     "fast+lora": {"fast_generation": "on", "lora": "r=16,alpha=32,dropout=0.0,targets=all-linear"},
     "fast+middle:4": {"fast_generation": "on", "train_layers": "middle:4"},
+    # TRL's importance-sampling correction for the engine/policy mismatch costs one no-grad forward per step
+    "fast-no-IS": {"fast_generation": "on", "grpo": {"vllm_importance_sampling_correction": False}},
+    # bf16 autocast for the policy's forward/backward (accelerate's CPU autocast; fp32 master weights)
+    "fast+bf16": {"fast_generation": "on", "grpo": {"bf16": True, "use_cpu": True}},
 }
+DEFAULT_ARMS = ("plain", "fast", "fast+lora", "fast+middle:4", "fast-no-IS")
 PARTS = ("generation", "weight_sync", "reward", "scoring_forward", "forward_backward", "optimizer", "other")
 
 
@@ -65,12 +70,13 @@ def make_buckets(path: Path, *, n: int = 64, seed: int = 0) -> Path:
 
 
 def settings_for(arm: str, args) -> dict:
+    extra = dict(ARMS[arm])
     return {
-        "schedule": "linear", "reward": "accuracy:1,format:1", "max_steps": args.steps, "num_generations": 4,
-        "max_prompt_length": 256, **ARMS[arm],
+        "schedule": "linear", "reward": "accuracy:1", "max_steps": args.steps, "num_generations": 4,
+        "max_prompt_length": 256, **extra,
         "grpo": {"max_completion_length": args.max_tokens, "per_device_train_batch_size": 8,
                  "learning_rate": 1e-5, "temperature": 0.7, "beta": 0.0, "logging_steps": 1,
-                 "save_strategy": "no", "report_to": "none", "seed": 0},
+                 "save_strategy": "no", "report_to": "none", "seed": 0, **extra.get("grpo", {})},
     }
 
 
@@ -159,11 +165,11 @@ def worker(arm: str, buckets: str, out: str, args) -> dict:
 def summarize(result: dict) -> dict:
     later = result["steps"][1:] or result["steps"]
     median = {part: statistics.median(s[part] for s in later) for part in ("step_s", *PARTS)}
-    tokens = sum(s.get("completion_tokens", 0) for s in later)
-    generation = sum(s["generation"] for s in later)
+    # per-step rates, then the median: one step slowed by another job does not drag the rate down
+    generation = statistics.median(s.get("completion_tokens", 0) / s["generation"] for s in later if s["generation"])
+    train = statistics.median(s.get("completion_tokens", 0) / s["step_s"] for s in later)
     return {**result, "median_step_s": median["step_s"], "median_split_s": {p: median[p] for p in PARTS},
-            "generation_tokens_per_s": tokens / generation if generation else None,
-            "train_tokens_per_s": tokens / sum(s["step_s"] for s in later)}
+            "generation_tokens_per_s": generation, "train_tokens_per_s": train}
 
 
 def machine() -> str:
@@ -203,12 +209,14 @@ def write_report(meta: dict, arms: dict, stem: Path) -> dict:
         "# GRPO on CPU: transformers generate against vLLM (fast generation)",
         "",
         f"Produced by `{meta['command']}` on {meta['date']} ({meta['machine']}; {meta['versions']}).",
-        "Other jobs shared the 2 cores; the arms ran one after another in the same invocation, so compare ratios.",
+        "Other jobs shared the 2 cores; the arms ran one after another in the same invocation, so compare ratios."
+        + (f" Arms marked * come from an earlier invocation, `{meta['earlier']['command']}` "
+           f"({meta['earlier']['date']})." if meta.get("earlier") else ""),
         "",
         f"Same run for every arm: {MODEL}, {meta['steps']} GRPO steps, 2 prompts x 4 completions per step, "
         f"completions up to {meta['max_tokens']} tokens, temperature 0.7, beta 0, lr 1e-5, reward "
-        "`accuracy:1,format:1`, seed 0, synthetic 1-2 digit sums with the demo's prompt. Medians over steps 2..N "
-        "(step 1 pays for start-up).",
+        "`accuracy:1`, seed 0, synthetic 1-2 digit sums with the demo's prompt. Medians over steps 2..N "
+        "(step 1 pays for start-up); tok/s are medians of per-step completion tokens / generation (or step) time.",
         "",
         f"**Speedup (plain median step / fast median step): {speedup:.2f}x**; fast path peak RSS "
         f"{document['peak_rss_mib']:.0f} MiB." if speedup else "",
@@ -221,7 +229,7 @@ def write_report(meta: dict, arms: dict, stem: Path) -> dict:
         m = r["median_split_s"]
         gen_tps = r["generation_tokens_per_s"]
         lines.append(
-            f"| {name} | {'yes' if r['use_vllm'] else 'no'} | {r['trainable_params']:,} | {r['median_step_s']:.1f} | "
+            f"| {name}{'*' if r.get('invocation') else ''} | {'yes' if r['use_vllm'] else 'no'} | {r['trainable_params']:,} | {r['median_step_s']:.1f} | "
             + " | ".join(f"{m[p]:.1f}" for p in PARTS) + f" | {gen_tps:.0f} | {r['train_tokens_per_s']:.1f} | "
             f"{r['peak_rss_mib']:.0f} |"
         )
@@ -230,6 +238,12 @@ def write_report(meta: dict, arms: dict, stem: Path) -> dict:
         lines.append(f"- {name}: " + ", ".join(f"{s['step_s']:.1f}" for s in r["steps"])
                      + " (completion tokens per step: "
                      + ", ".join(str(round(s.get('completion_tokens', 0))) for s in r["steps"]) + ")")
+    for name in ("plain", "fast"):
+        if name in arms:
+            m, total = arms[name]["median_split_s"], arms[name]["median_step_s"]
+            shares = sorted(((v / total, k) for k, v in m.items()), reverse=True)
+            lines += ["", f"Where a median `{name}` step goes: "
+                      + ", ".join(f"{k} {100 * share:.0f}%" for share, k in shares if share >= 0.01) + "."]
     lines += ["", *meta.get("discussion", [])]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return document
@@ -239,12 +253,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=160)
-    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--arms", default=",".join(DEFAULT_ARMS))
+    parser.add_argument("--add", action="store_true", help="keep the arms already in --out's JSON (from an earlier invocation) and add these")
     parser.add_argument("--work", default=str(REPO / "runs" / "bench_train"))
     parser.add_argument("--out", default=str(REPO / "reports" / "bench_train"))
+    parser.add_argument("--report-only", action="store_true", help="rewrite the .md from --out's JSON, no runs")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     work = Path(args.work)
+    if args.report_only:
+        saved = json.loads(Path(args.out).with_suffix(".json").read_text())
+        write_report(saved["meta"], {name: summarize(r) for name, r in saved["arms"].items()}, Path(args.out))
+        return
     if args.worker:
         result = worker(args.worker, str(work / "buckets"), str(work / args.worker.replace(":", "-").replace("+", "_")),
                         args)
@@ -258,6 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     resolve_model(MODEL)
     if work.exists():
         shutil.rmtree(work)
+    work.mkdir(parents=True)
     make_buckets(work / "buckets")
     arms = {}
     for arm in args.arms.split(","):
@@ -279,6 +300,11 @@ def main(argv: list[str] | None = None) -> None:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
             "versions": ", ".join(f"{k} {v}" for k, v in versions().items()), "steps": args.steps,
             "max_tokens": args.max_tokens}
+    if args.add and Path(args.out).with_suffix(".json").exists():
+        earlier = json.loads(Path(args.out).with_suffix(".json").read_text())
+        for name, result in earlier["arms"].items():
+            arms.setdefault(name, summarize({**result, "invocation": result.get("invocation", earlier["meta"]["command"])}))
+        meta["earlier"] = earlier["meta"]
     document = write_report(meta, arms, Path(args.out))
     if document["speedup"]:
         print(f"speedup {document['speedup']:.2f}x, fast peak RSS {document['peak_rss_mib']:.0f} MiB")

@@ -35,7 +35,9 @@ def test_generate_follows_the_protocol_with_the_chat_template(engine):
         for completion in group:
             assert 1 <= completion.num_tokens <= 24
             assert completion.finish_reason in ("stop", "length")
-            assert (completion.finish_reason == "length") == (completion.num_tokens == 24)
+            # cut at the limit means 24 tokens; 24 tokens may also end on the stop token itself
+            assert completion.finish_reason != "length" or completion.num_tokens == 24
+            assert completion.num_tokens == 24 or completion.finish_reason == "stop"
     assert any(c.text.strip() for group in out for c in group)
     ids = engine.encode(prompts[0])
     assert ids == engine.tokenizer.apply_chat_template(prompts[0], add_generation_prompt=True, tokenize=True,

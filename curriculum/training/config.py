@@ -265,6 +265,9 @@ def grpo_inputs(settings: TrainSettings, *, has_gpu: bool) -> dict:
         values["learning_rate"] = LORA_LEARNING_RATE
     values["bf16"] = has_gpu and _gpu_has_bf16()
     values["gradient_checkpointing"] = has_gpu
+    # Without a GPU, accelerate's CPU backend (gloo): so `accelerate launch --multi_gpu --num_processes N`
+    # trains N cooperating processes rather than N copies (a single process trains the same either way).
+    values["use_cpu"] = not has_gpu
     values.update(given)
     if "per_device_train_batch_size" not in given and "generation_batch_size" not in given:
         values["per_device_train_batch_size"] = values["num_generations"]  # one prompt group per micro-batch

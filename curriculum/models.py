@@ -43,6 +43,8 @@ ALIASES: dict[str, Alias] = {
 }
 DEFAULT_MODEL = "smollm2-135m"
 _COMPLETE_MARKER = ".curriculum-complete"
+#: Bumped when the conversion changes, so a model cached by an older build is rebuilt once.
+BUILD_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -80,7 +82,8 @@ def model_label(spec: str) -> str:
 
 def _materialize_alias(alias: Alias, *, refresh: bool) -> Path:
     target = cache_dir() / alias.name
-    if (target / _COMPLETE_MARKER).exists() and not refresh:
+    marker = target / _COMPLETE_MARKER
+    if marker.exists() and not refresh and f"build {BUILD_VERSION}" in marker.read_text():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{alias.name}-") as scratch:
@@ -88,7 +91,7 @@ def _materialize_alias(alias: Alias, *, refresh: bool) -> Path:
         gguf_path = _extract_gguf(alias, scratch)
         staging = scratch / "model"
         _convert_gguf(gguf_path, staging)
-        (staging / _COMPLETE_MARKER).write_text(alias.description + "\n")
+        (staging / _COMPLETE_MARKER).write_text(f"{alias.description}\nbuild {BUILD_VERSION}\n")
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)  # atomic within one filesystem: a half-built model is never visible
@@ -126,4 +129,13 @@ def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     model.save_pretrained(out_dir, safe_serialization=True)
     if not tokenizer.chat_template:
         raise ModelResolutionError(f"{gguf_path.name} carries no chat template")
+    # The GGUF names <|im_start|> as end of sequence; the model (generation_config) ends a turn with the
+    # token after it. Name that one, pad with it as the original tokenizer does, and skip the space clean-up
+    # that transformers only warns about for a BPE tokenizer.
+    end = model.generation_config.eos_token_id
+    end = end[0] if isinstance(end, list) else end
+    if end is not None:
+        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(end)
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.clean_up_tokenization_spaces = False
     tokenizer.save_pretrained(out_dir)

@@ -8,10 +8,10 @@ import json
 import math
 import re
 
-import pandas as pd
 import pytest
 
 from curriculum.buckets import BuildConfig, build
+from tests.tiny_model import sums_with_known_pass_rates
 
 pytest.importorskip("trl")
 
@@ -21,13 +21,7 @@ def buckets_dataset():
     """16 problems with known pass rates, built by the real bucketing into 4 buckets."""
     from datasets import Dataset
 
-    count = 16
-    ids = [f"q{i:02d}" for i in range(count)]
-    problems = pd.DataFrame({"id": ids, "problem": [f"What is {i} + {i}?" for i in range(count)],
-                             "answer": [str(2 * i) for i in range(count)], "source": "test"})
-    k = [1 + i % 7 for i in range(count)]
-    scores = pd.DataFrame({"id": ids, "n": 8, "k": k, "pass_rate": [x / 8 for x in k], "ci_low": 0.0,
-                           "ci_high": 1.0, "mean_tokens": 10.0, "model": "tiny", "engine": "hf", "sampling": "{}"})
+    problems, scores = sums_with_known_pass_rates(16)
     result = build(scores, problems, BuildConfig(num_buckets=4))
     return Dataset.from_pandas(result.frame, preserve_index=False)
 

@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 import curriculum
 from curriculum.buckets import BuildConfig, build, save
+from tests.tiny_model import sums_with_known_pass_rates
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,13 +42,7 @@ def test_every_public_name_resolves_and_is_documented():
 
 
 def test_the_example_trl_script_trains_with_the_curriculum(tiny_model_dir, tmp_path):
-    count = 12
-    ids = [f"q{i:02d}" for i in range(count)]
-    problems = pd.DataFrame({"id": ids, "problem": [f"What is {i} + {i}?" for i in range(count)],
-                             "answer": [str(2 * i) for i in range(count)], "source": "test"})
-    k = [1 + i % 7 for i in range(count)]
-    scores = pd.DataFrame({"id": ids, "n": 8, "k": k, "pass_rate": [x / 8 for x in k], "ci_low": 0.0,
-                           "ci_high": 1.0, "mean_tokens": 10.0, "model": "tiny", "engine": "hf", "sampling": "{}"})
+    problems, scores = sums_with_known_pass_rates(12)
     save(build(scores, problems, BuildConfig(num_buckets=3)), tmp_path / "buckets")
 
     out = tmp_path / "run"

@@ -63,3 +63,17 @@ def build_tiny_model(out_dir: str | Path, *, layers: int = 4, hidden: int = 32, 
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(out_dir)
     return out_dir
+
+
+def sums_with_known_pass_rates(count: int):
+    """(problems, scores) DataFrames: `count` sums `i + i` with pass rates (1 + i % 7) / 8 from 8 rollouts,
+    as `curriculum data prepare` and `curriculum score` would write them; feed them to `buckets.build`."""
+    import pandas as pd
+
+    ids = [f"q{i:02d}" for i in range(count)]
+    problems = pd.DataFrame({"id": ids, "problem": [f"What is {i} + {i}?" for i in range(count)],
+                             "answer": [str(2 * i) for i in range(count)], "source": "test"})
+    k = [1 + i % 7 for i in range(count)]
+    scores = pd.DataFrame({"id": ids, "n": 8, "k": k, "pass_rate": [x / 8 for x in k], "ci_low": 0.0,
+                           "ci_high": 1.0, "mean_tokens": 10.0, "model": "tiny", "engine": "hf", "sampling": "{}"})
+    return problems, scores

@@ -9,12 +9,23 @@ the sync, and differ before it (the step moved the weights far enough that a ski
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
 from curriculum.training import fast_generation as fg
 
 # ------------------------------------------------------------------------------------------ the plan, no engine
+
+
+@pytest.fixture(autouse=True)
+def restore_environment():
+    """TRL's colocate engine sets RANK, WORLD_SIZE, MASTER_ADDR... in this process: tests run later (and the
+    subprocesses they start) must not inherit a distributed setup that is not there."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def test_off_and_explicit_use_vllm_leave_grpo_alone(monkeypatch):

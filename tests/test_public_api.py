@@ -46,11 +46,12 @@ def test_the_example_trl_script_trains_with_the_curriculum(tiny_model_dir, tmp_p
     save(build(scores, problems, BuildConfig(num_buckets=3)), tmp_path / "buckets")
 
     out = tmp_path / "run"
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, str(REPO_ROOT / "examples/train_with_trl.py"), "--buckets", str(tmp_path / "buckets"),
          "--model", str(tiny_model_dir), "--out", str(out), "--steps", "2"],
-        check=True, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
+    assert done.returncode == 0, done.stderr[-3000:]
     state = json.loads((out / "checkpoint-2" / "curriculum_state.json").read_text())
     assert state["schedule"]["name"] == "linear"  # the curriculum's own state is checkpointed with TRL's
     assert state["difficulty"] is not None  # online difficulty learned from the groups

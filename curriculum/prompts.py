@@ -111,3 +111,38 @@ def prefilled_think(tokenizer, messages: Sequence[Mapping[str, Any]] | None = No
     messages = list(messages or DEFAULT_TEMPLATE.messages("1 + 1?"))
     rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return rendered.rstrip().endswith(THINK_TAGS[0])
+
+
+class TemplateMismatch(ValueError):
+    """A prompt template that differs from the one the data was made with."""
+
+
+def template_from_record(record: Mapping[str, Any] | None) -> PromptTemplate | None:
+    """The template written into a scores file's metadata or a buckets manifest (None if none was)."""
+    if not record:
+        return None
+    return PromptTemplate(system=record.get("system"), instruction=record.get("instruction", DEFAULT_INSTRUCTION))
+
+
+def agreed_template(given: PromptTemplate | None, recorded: PromptTemplate | None, *, where: str) -> PromptTemplate:
+    """The template a stage uses: the one the data was made with, unless one is given; a given one that
+    differs is refused, because a pass rate (or an accuracy) under one prompt says little about another.
+
+    Example:
+        >>> agreed_template(None, THINK_ANSWER_TEMPLATE, where="scores.parquet") == THINK_ANSWER_TEMPLATE
+        True
+    """
+    if recorded is None:
+        return given or DEFAULT_TEMPLATE
+    if given is None or given == recorded:
+        return recorded
+    raise TemplateMismatch(
+        f"{where} was made with the prompt template {_brief(recorded)}, but {_brief(given)} was given: "
+        "rescore with the new prompt, or leave the prompt out to use the recorded one"
+    )
+
+
+def _brief(template: PromptTemplate) -> str:
+    system = (template.system or "")[:40]
+    return f"(system {system!r}{'...' if template.system and len(template.system) > 40 else ''}, " \
+           f"instruction {template.instruction[:40]!r})"

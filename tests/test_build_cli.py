@@ -294,3 +294,33 @@ def test_heldout_split_through_the_cli(run_dir):
                       "--buckets", 2, "--heldout", 40, "--out", run_dir / "b2")
     assert too_many.exit_code != 0 and "heldout: 40 leaves too little to train on" in too_many.output
     assert "Traceback" not in too_many.output
+
+
+def test_the_prompt_template_travels_with_the_scores(run_dir):
+    """Build reads the template `curriculum score` recorded; a different --prompt-config is refused in one line,
+    and eval --buckets does the same with the buckets' manifest."""
+    from datasets import load_from_disk
+
+    from curriculum.scoring.store import _atomic_write_parquet
+
+    scores = pd.read_parquet(run_dir / "scores.parquet")
+    recorded = {"system": None, "instruction": "Solve: {problem}"}
+    _atomic_write_parquet(scores, run_dir / "scores.parquet", metadata={"template": recorded})
+    out = run_dir / "buckets"
+    result = invoke("--scores", run_dir / "scores.parquet", "--problems", run_dir / "problems.parquet",
+                    "--buckets", 2, "--out", out)
+    assert result.exit_code == 0, result.output
+    dataset = load_from_disk(str(out))
+    assert dataset[0]["prompt"] == [{"role": "user", "content": f"Solve: {dataset[0]['problem']}"}]
+    assert json.loads((out / "manifest.json").read_text())["prompt_template"] == recorded
+
+    other = run_dir / "prompt.yaml"
+    other.write_text("system: null\ninstruction: 'Q: {problem}'\n")
+    refused = invoke("--scores", run_dir / "scores.parquet", "--problems", run_dir / "problems.parquet",
+                     "--buckets", 2, "--prompt-config", other, "--out", run_dir / "other")
+    assert refused.exit_code == 2 and "was made with the prompt template" in refused.output
+    assert not (run_dir / "other").exists()
+
+    evaluated = CliRunner().invoke(cli, ["eval", "--model", "no-such-model", "--buckets", str(out),
+                                         "--prompt-config", str(other), "--out", str(run_dir / "eval.json")])
+    assert evaluated.exit_code == 2 and "was made with the prompt template" in evaluated.output

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from curriculum.commands.common import fail_on, print_table
+from curriculum.commands.common import fail_on, print_table, read_prompt_config
 
 
 def _edges(ctx, param, value: str | None) -> list[float] | None:
@@ -73,7 +73,9 @@ DIFFICULTY_OPTIONS = ("difficulty_kind", "difficulty_scale", "difficulty_max_mis
 @click.option("--max-per-bucket", type=click.IntRange(min=1), default=None,
               help="Randomly subsample each bucket to at most this many problems.")
 @click.option("--prompt-config", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-              help="YAML with `system` and/or `instruction` (with a {problem} placeholder) for the prompt.")
+              help="YAML with `system` and/or `instruction` (with a {problem} placeholder) for the prompt. Default: "
+                   "the template the scores were made with (recorded by `curriculum score`); a different one is "
+                   "refused.")
 @click.option("--heldout", type=click.IntRange(min=0), default=0, show_default=True,
               help="Hold this many bucketed problems out of training (stratified by bucket, seeded) and write them, "
                    "in the same format with their own manifest.json, to OUT/heldout/ for `curriculum eval --buckets "
@@ -106,7 +108,7 @@ def build(scores, problems, out, difficulty_column, difficulty_kind, difficulty_
     _check_edges(context, strategy, edges, num_buckets)
     if out.exists() and any(out.iterdir()) and not force:
         raise click.UsageError(f"{out} exists and is not empty; pass --force to overwrite it")
-    template = _template(prompt_config)
+    template = _template(prompt_config, scores)
 
     with fail_on(lib.BuildError):
         config = lib.BuildConfig(num_buckets=num_buckets, strategy=strategy, edges=edges, drop_solved=drop_solved,
@@ -200,20 +202,23 @@ def _summary(manifest: dict, paths: dict) -> None:
                + (f", {paths['held_back'].name}" if "held_back" in paths else "") + ")")
 
 
-def _template(prompt_config: Path | None):
-    from curriculum.prompts import DEFAULT_TEMPLATE, PromptTemplate
+def _template(prompt_config: Path | None, scores: Path | None):
+    """The scores' prompt template (recorded by `curriculum score`) unless --prompt-config gives one; a given one
+    that differs is refused."""
+    from curriculum.prompts import TemplateMismatch, agreed_template, template_from_record
 
-    if prompt_config is None:
-        return DEFAULT_TEMPLATE
-    import yaml
+    recorded = None
+    if scores is not None and scores.suffix == ".parquet" and scores.is_file():
+        from curriculum.scoring import read_metadata
 
+        try:
+            recorded = template_from_record((read_metadata(scores) or {}).get("template"))
+        except Exception:  # noqa: BLE001 - an unreadable file is reported by the build itself, with its name
+            recorded = None
     try:
-        config = yaml.safe_load(prompt_config.read_text())
-        if config is not None and not isinstance(config, dict):
-            raise ValueError("expected a mapping with keys system and/or instruction")
-        return PromptTemplate.from_dict(config)
-    except (yaml.YAMLError, ValueError) as error:
-        raise click.UsageError(f"--prompt-config {prompt_config}: {error}") from error
+        return agreed_template(read_prompt_config(prompt_config), recorded, where=str(scores))
+    except TemplateMismatch as error:
+        raise click.UsageError(str(error)) from error
 
 
 def _num(value) -> str:

@@ -39,3 +39,20 @@ def _numeric(value: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def read_prompt_config(prompt_config):
+    """A `--prompt-config` YAML (keys system, instruction) as a PromptTemplate; None when not given."""
+    if prompt_config is None:
+        return None
+    import yaml
+
+    from curriculum.prompts import PromptTemplate
+
+    try:
+        config = yaml.safe_load(prompt_config.read_text())
+        if config is not None and not isinstance(config, dict):
+            raise ValueError("expected a mapping with keys system and/or instruction")
+        return PromptTemplate.from_dict(config)
+    except (yaml.YAMLError, ValueError, TypeError) as error:
+        raise click.UsageError(f"--prompt-config {prompt_config}: {error}") from error

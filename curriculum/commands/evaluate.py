@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from curriculum.commands.common import read_prompt_config
 from curriculum.evaluation import BENCHMARKS
 
 
@@ -62,13 +63,17 @@ def print_results(result: dict) -> None:
                    "boxed to credit only a final \\boxed{}.")
 @click.option("--buckets", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="A `curriculum build` output: also evaluate its held-out split, per difficulty bucket.")
+@click.option("--prompt-config", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="YAML with `system` and/or `instruction` for the prompt. Default: with --buckets, the template the "
+                   "buckets were built with (their manifest); else the default template. A prompt that differs from "
+                   "the buckets' is refused.")
 @click.option("--buckets-split", default=None, help="Split of a bucketed DatasetDict to evaluate (default: test).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Local data directory with eval/*.jsonl (default: $CURRICULUM_DATA_DIR).")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the results JSON; completions go to <out stem>.samples.jsonl beside it.")
 def eval_cmd(model, benchmarks, samples, engine, engine_options, limit, max_tokens, temperature, top_p, seed,
-             extraction, buckets, buckets_split, data_dir, out):
+             extraction, buckets, prompt_config, buckets_split, data_dir, out):
     """Evaluate MODEL on math benchmarks with the training prompt template and verifier.
 
     Reports avg@k (pass@1 averaged over k samples) with a 95% bootstrap interval over problems, pass@k
@@ -85,12 +90,14 @@ def eval_cmd(model, benchmarks, samples, engine, engine_options, limit, max_toke
     from curriculum.verify import VerificationError
 
     names = [name.strip() for name in benchmarks.split(",") if name.strip()]
+    template = _template(prompt_config, buckets)
     try:
         settings = EvalSettings(samples=samples, limit=limit, temperature=temperature, top_p=top_p,
                                 max_tokens=max_tokens, seed=seed, extraction=extraction)
         result = evaluate(
             model, names, settings=settings, engine=engine, engine_options=parse_options(engine_options),
             buckets=buckets, buckets_split=buckets_split, data_dir=data_dir, samples_path=samples_path_for(out),
+            template=template,
             on_benchmark=lambda name, n: click.echo(f"{name}: {n} problems x {samples} samples", err=True),
         )
     except (EvaluationError, ModelResolutionError, RolloutError, VerificationError) as error:
@@ -99,3 +106,19 @@ def eval_cmd(model, benchmarks, samples, engine, engine_options, limit, max_toke
     print_results(result)
     click.echo(f"wrote {out} ({result['timing']['wall_s']:.0f}s); completions in {samples_path_for(out)}")
     click.echo(f"summary: {describe(result)}")
+
+
+def _template(prompt_config: Path | None, buckets: Path | None):
+    """The buckets' prompt template (their manifest) unless --prompt-config gives one; a differing one is refused."""
+    import json
+
+    from curriculum.layout import MANIFEST
+    from curriculum.prompts import TemplateMismatch, agreed_template, template_from_record
+
+    recorded = None
+    if buckets is not None and (buckets / MANIFEST).is_file():
+        recorded = template_from_record(json.loads((buckets / MANIFEST).read_text()).get("prompt_template"))
+    try:
+        return agreed_template(read_prompt_config(prompt_config), recorded, where=str(buckets))
+    except TemplateMismatch as error:
+        raise click.UsageError(str(error)) from error

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from curriculum.commands.common import print_table
+from curriculum.commands.common import print_table, read_prompt_config
 
 
 def _parse_options(pairs: tuple[str, ...]) -> dict:
@@ -24,16 +24,9 @@ def _parse_options(pairs: tuple[str, ...]) -> dict:
 
 
 def _template(prompt_config: Path | None):
-    from curriculum.prompts import DEFAULT_TEMPLATE, PromptTemplate
+    from curriculum.prompts import DEFAULT_TEMPLATE
 
-    if prompt_config is None:
-        return DEFAULT_TEMPLATE
-    import yaml
-
-    try:
-        return PromptTemplate.from_dict(yaml.safe_load(prompt_config.read_text()))
-    except (ValueError, TypeError, yaml.YAMLError) as error:
-        raise click.UsageError(f"--prompt-config {prompt_config}: {error}") from error
+    return read_prompt_config(prompt_config) or DEFAULT_TEMPLATE
 
 
 @click.group(name="score", invoke_without_command=True, context_settings={"show_default": True})

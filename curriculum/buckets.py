@@ -613,7 +613,7 @@ def save(result: BuildResult, out_dir: str | Path, *, sources: dict[str, str] | 
         result.held_back.to_parquet(out_dir / HELD_BACK, index=False)
         paths["held_back"] = out_dir / HELD_BACK
         manifest["held_back_file"] = HELD_BACK
-    paths["manifest"].write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    contracts.atomic_write_text(paths["manifest"], json.dumps(manifest, indent=2, default=str) + "\n")
     plot_histogram(result.frame["rating" if rating else "pass_rate"], result.frame["bucket"],
                    result.manifest["edges"], result.manifest["num_buckets"], histogram,
                    label="rating (higher = harder)" if rating else "pass rate")

@@ -573,10 +573,10 @@ def _step_of(path: Path) -> int:
 
 def _write_json(path: Path, data: dict) -> Path:
     """Write JSON atomically: a crash never leaves a half file that looks complete."""
+    from curriculum.contracts import atomic_write_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(path.name + ".tmp")
-    scratch.write_text(json.dumps(data, indent=2) + "\n")
-    scratch.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
     return path
 
 

@@ -47,6 +47,7 @@ from typing import Any
 import yaml
 
 from curriculum import recipe
+from curriculum.contracts import atomic_write_text
 from curriculum.data.loaders import BENCHMARKS as BENCHMARK_SOURCES
 from curriculum.layout import MARKERS, STAGES, RunLayout, fingerprint  # noqa: F401 - MARKERS, STAGES re-exported
 
@@ -426,7 +427,7 @@ class Pipeline:
             wall = time.perf_counter() - started
             if state.name != "report":
                 self.marker(state.name).parent.mkdir(parents=True, exist_ok=True)
-                self.marker(state.name).write_text(json.dumps(
+                atomic_write_text(self.marker(state.name), json.dumps(
                     {"fingerprint": state.fingerprint, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                      "wall_s": round(wall, 1), "summary": summary}) + "\n")
             outcome = StageOutcome(state.name, "resumed" if resumed else "ran", wall, summary)

@@ -18,7 +18,7 @@ from curriculum.training import fast_generation as fg
 # ------------------------------------------------------------------------------------------ the plan, no engine
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def restore_environment():
     """TRL's colocate engine sets RANK, WORLD_SIZE, MASTER_ADDR... in this process: tests run later (and the
     subprocesses they start) must not inherit a distributed setup that is not there."""

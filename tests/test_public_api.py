@@ -4,6 +4,7 @@ the example script that uses it trains on the tiny model."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,12 @@ from curriculum.buckets import BuildConfig, build, save
 from tests.tiny_model import sums_with_known_pass_rates
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def single_process_environment() -> dict:
+    """This process's environment without a distributed setup that an earlier in-process engine left behind."""
+    leaked = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    return {key: value for key, value in os.environ.items() if key not in leaked}
 
 
 def test_import_is_light_and_heavy_names_load_on_first_use():
@@ -49,7 +56,7 @@ def test_the_example_trl_script_trains_with_the_curriculum(tiny_model_dir, tmp_p
     done = subprocess.run(
         [sys.executable, str(REPO_ROOT / "examples/train_with_trl.py"), "--buckets", str(tmp_path / "buckets"),
          "--model", str(tiny_model_dir), "--out", str(out), "--steps", "2"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, env=single_process_environment(),
     )
     assert done.returncode == 0, done.stderr[-3000:]
     state = json.loads((out / "checkpoint-2" / "curriculum_state.json").read_text())

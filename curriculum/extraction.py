@@ -130,7 +130,7 @@ _EXTRACT = {
 
 
 def extract_answer(completion: str, extraction: str = "auto") -> str | None:
-    """The answer text a completion commits to: the first candidate of the chain that finds one.
+    r"""The answer text a completion commits to: the first candidate of the chain that finds one.
 
     `math_verify` yields a parsed value rather than a span of text, so it is skipped here; `judge` uses it.
 

@@ -1,6 +1,6 @@
 """A few curriculum GRPO steps on the tiny model, one process per rank (run by tests/test_distributed.py).
 
-    accelerate launch --cpu --num_processes 2 tests/distributed_train.py --model M --out O --record R.json
+    accelerate launch --multi_gpu --num_processes 2 tests/distributed_train.py  (with use_cpu: gloo) --model M --out O --record R.json
         [--max-steps 4] [--resume O/checkpoint-3]
 
 Every rank writes `R.rank<k>.json`: the ids its reward function saw at each generation (its part of the
@@ -13,6 +13,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from tiny_model import Recorder  # this script runs from tests/ (sys.path[0])
 
 
 def buckets_dataset():
@@ -28,19 +30,6 @@ def buckets_dataset():
     for position, i in enumerate(order):
         rows[i]["bucket"] = position * 4 // 16
     return Dataset.from_list(rows)
-
-
-class Recorder:
-    """A TRL reward function (1.0 when the completion holds a digit) that records this rank's ids."""
-
-    __name__ = "has_digit"
-
-    def __init__(self):
-        self.batches: list[list[str]] = []
-
-    def __call__(self, prompts=None, completions=None, id=None, **kwargs):
-        self.batches.append(list(id))
-        return [1.0 if any(ch.isdigit() for ch in c[-1]["content"]) else 0.0 for c in completions]
 
 
 def main(argv: list[str] | None = None) -> int:

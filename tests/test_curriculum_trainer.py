@@ -6,12 +6,11 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import re
 
 import pytest
 
 from curriculum.buckets import BuildConfig, build
-from tests.tiny_model import sums_with_known_pass_rates
+from tests.tiny_model import Recorder, sums_with_known_pass_rates
 
 pytest.importorskip("trl")
 
@@ -24,20 +23,6 @@ def buckets_dataset():
     problems, scores = sums_with_known_pass_rates(16)
     result = build(scores, problems, BuildConfig(num_buckets=4))
     return Dataset.from_pandas(result.frame, preserve_index=False)
-
-
-class Recorder:
-    """A TRL reward function (1.0 when the completion holds a digit) that records the ids of each batch."""
-
-    __name__ = "has_digit"
-
-    def __init__(self):
-        self.batches: list[list[str]] = []
-
-    def __call__(self, prompts=None, completions=None, id=None, **kwargs):
-        self.batches.append(list(id))
-        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
-        return [1.0 if re.search(r"\d", text) else 0.0 for text in texts]
 
 
 def make_trainer(model_dir, dataset, out_dir, recorder, *, max_steps=6, save_steps=3, schedule="linear",

@@ -77,3 +77,18 @@ def sums_with_known_pass_rates(count: int):
     scores = pd.DataFrame({"id": ids, "n": 8, "k": k, "pass_rate": [x / 8 for x in k], "ci_low": 0.0,
                            "ci_high": 1.0, "mean_tokens": 10.0, "model": "tiny", "engine": "hf", "sampling": "{}"})
     return problems, scores
+
+
+class Recorder:
+    """A TRL reward function (1.0 when the completion holds a digit) that records the ids of each batch, so a
+    test can compare which problems two runs drew."""
+
+    __name__ = "has_digit"
+
+    def __init__(self):
+        self.batches: list[list[str]] = []
+
+    def __call__(self, prompts=None, completions=None, id=None, **kwargs):
+        self.batches.append(list(id))
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        return [1.0 if any(char.isdigit() for char in text) else 0.0 for text in texts]

@@ -526,6 +526,10 @@ class Pipeline:
         command = [sys.executable, "-m", "accelerate.commands.launch"]
         if launch.get("accelerate_config"):
             command += ["--config_file", str(launch["accelerate_config"])]
+        else:
+            # One process per rank through torchrun. Plain `--num_processes N` (or `--cpu`) runs a single process
+            # where accelerate sees fewer than N GPUs; without a GPU the ranks talk over gloo (use_cpu).
+            command.append("--multi_gpu")
         command += ["--num_processes", str(launch["num_processes"]), "-m", "curriculum.cli", "train",
                     "--config", str(self.layout.config), "--model", self.config.model,
                     "--buckets", str(self.layout.buckets), "--out", str(self.layout.train)]

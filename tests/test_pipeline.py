@@ -49,6 +49,21 @@ def finished_run(tiny_model_dir, tmp_path_factory):
     return recipe, root / "run", outcomes, events
 
 
+def test_train_launch_runs_two_cooperating_processes(tiny_model_dir, tmp_path):
+    """`train.launch.num_processes: 2` trains under accelerate with two ranks (gloo on a CPU machine)."""
+    problems = tmp_path / "mini.jsonl"
+    problems.write_text(json.dumps({"problem": "What is 1 + 1?", "answer": "2"}) + "\n")
+    recipe = tiny_recipe(tiny_model_dir, tmp_path / "run", problems)
+    recipe["build"]["heldout"] = 0
+    recipe["train"]["launch"] = {"num_processes": 2}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    outcomes = {o.name: o.action for o in Pipeline(load_config(path)).run(until="train")}
+    assert outcomes["train"] == "ran"
+    state = json.loads((tmp_path / "run" / "train" / "checkpoint-2" / "curriculum_state.json").read_text())
+    assert state["chunk"][0] == 2  # 2 ranks x 2 completions / 2 per group; one process would draw 1 problem
+
+
 def test_first_run_runs_every_stage_in_order_and_leaves_a_report(finished_run):
     _, run, outcomes, events = finished_run
     assert [o.name for o in outcomes] == list(STAGES)

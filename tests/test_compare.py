@@ -230,6 +230,7 @@ benchmarks: [{bench}]
 eval: {{samples: 2, max_tokens: 6}}
 keep_optimizer_state: true  # the test below continues a run from checkpoint-1
 train:
+  fast_generation: "off"
   grpo: {{max_completion_length: 8, per_device_train_batch_size: 2, report_to: none}}
 arms:
   uniform-all: {{schedule: uniform, online_difficulty: false, buckets: {root / 'buckets-all'}, needs_scoring: false}}

@@ -77,7 +77,7 @@ def test_curriculum_train_on_smollm2_under_accelerate_launch(smollm2_dir, tmp_pa
     out = tmp_path / "train"
     launch(["-m", "curriculum.cli", "train", "--buckets", buckets, "--model", smollm2_dir, "--max-steps", 2,
             "--num-generations", 2, "--set", "per_device_train_batch_size=2", "--set", "max_completion_length=16",
-            "--set", "save_steps=1", "--set", "report_to=[]", "--out", out],  # use_cpu comes from the defaults on a machine without a GPU
+            "--set", "save_steps=1", "--set", "fast_generation=off", "--set", "report_to=[]", "--out", out],  # use_cpu comes from the defaults on a machine without a GPU
            cwd=Path(__file__).resolve().parents[1], timeout=1500)
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
     assert len(steps) == 2

@@ -42,16 +42,46 @@ def test_on_sets_colocate_vllm_with_a_bounded_context(monkeypatch):
     assert plan.grpo_values == {"use_vllm": True, "vllm_mode": "colocate", "vllm_max_model_length": 416}
 
 
-def test_without_vllm_the_plan_falls_back_with_one_line(monkeypatch):
+@pytest.mark.parametrize("mode", ["on", "auto"])
+def test_without_vllm_the_plan_falls_back_with_one_line(monkeypatch, mode):
     monkeypatch.setattr(fg, "unavailable_reason", lambda: "vLLM is not installed (No module named 'vllm')")
-    plan = fg.plan_fast_generation("on", {})
+    monkeypatch.setattr(fg, "_gpu_present", lambda: False)
+    plan = fg.plan_fast_generation(mode, {})
     assert not plan.enabled and plan.grpo_values == {}
     assert plan.note.startswith("fast generation (vLLM on CPU) is unavailable: vLLM is not installed")
     assert "\n" not in plan.note
 
 
+def test_auto_is_the_default_and_leaves_gpus_to_trl(monkeypatch):
+    from curriculum.training.config import TrainSettings
+
+    assert fg.normalize_mode(TrainSettings().fast_generation) == "auto"
+    monkeypatch.setattr(fg, "unavailable_reason", lambda: None)
+    assert fg.plan_fast_generation("auto", {}).grpo_values["use_vllm"] is True  # a CPU with vLLM: the engine
+    monkeypatch.setattr(fg, "unavailable_reason", lambda: "a GPU is present (use TRL's own grpo.use_vllm there)")
+    monkeypatch.setattr(fg, "_gpu_present", lambda: True)
+    plan = fg.plan_fast_generation("auto", {})
+    assert not plan.enabled and plan.note is None  # silent: GPU recipes choose TRL's vLLM themselves
+
+
+def test_a_model_outside_vllms_cpu_head_sizes_takes_the_plain_path(monkeypatch, tmp_path):
+    """vLLM's CPU attention fails at the first generation on head sizes it has no kernel for (the tiny test
+    model's 8): the plan refuses the engine up front, in one line, so `auto` never crashes mid-run."""
+    pytest.importorskip("vllm")
+    import json
+
+    monkeypatch.setattr(fg, "unavailable_reason", lambda: None)
+    tiny = _tiny_model(tmp_path)
+    plan = fg.plan_fast_generation("auto", {}, model_path=tiny)
+    assert not plan.enabled and "attention head size 8 is not one vLLM's CPU kernels take" in plan.note
+    smollm2_like = tmp_path / "smollm2-like"
+    smollm2_like.mkdir()
+    (smollm2_like / "config.json").write_text(json.dumps({"hidden_size": 576, "num_attention_heads": 9}))
+    assert fg.plan_fast_generation("auto", {}, model_path=str(smollm2_like)).enabled  # head size 64
+
+
 def test_bad_mode_names_the_choices():
-    with pytest.raises(ValueError, match="off, on"):
+    with pytest.raises(ValueError, match="auto, on, off"):
         fg.normalize_mode("fast")
 
 

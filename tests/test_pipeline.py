@@ -29,7 +29,7 @@ def tiny_recipe(model_dir: Path, out: Path, problems_file: Path) -> dict:
         "data": {"sources": ["synthetic"], "synth": {"n": 12, "seed": 0}, "eval_sets": []},
         "score": {"samples": 2, "max_tokens": 8, "seed": 0},
         "build": {"buckets": 2, "drop_unsolved": False, "heldout": 4},
-        "train": {"schedule": "linear", "max_steps": 2, "num_generations": 2,
+        "train": {"schedule": "linear", "max_steps": 2, "num_generations": 2, "fast_generation": "off",
                   "grpo": {"max_completion_length": 8, "per_device_train_batch_size": 2, "save_steps": 1,
                            "report_to": "none"}},
         "eval": {"benchmarks": [str(problems_file)], "samples": 2, "max_tokens": 8},

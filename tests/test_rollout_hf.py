@@ -113,12 +113,13 @@ def test_factory_rejects_unknown_engines_and_options(tiny_model_dir):
 def test_dtype_names_and_the_cpu_default(tiny_model_dir):
     import torch
 
-    from curriculum.rollout.hf import _cpu_has_bf16_matmul, _pick_dtype
+    from curriculum.hardware import cpu_has_native_bf16
+    from curriculum.rollout.hf import _pick_dtype
 
     cpu = torch.device("cpu")
     assert [_pick_dtype(name, cpu) for name in ("fp32", "bf16", "float16")] == [
         torch.float32, torch.bfloat16, torch.float16]
     with pytest.raises(ValueError, match="unknown dtype 'fp33'"):
         _pick_dtype("fp33", cpu)
-    assert _pick_dtype(None, cpu) == (torch.bfloat16 if _cpu_has_bf16_matmul() else torch.float32)
+    assert _pick_dtype(None, cpu) == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
     assert HFEngine(str(tiny_model_dir), dtype="fp32").model.dtype == torch.float32

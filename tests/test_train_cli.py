@@ -21,7 +21,10 @@ from curriculum.prompts import DEFAULT_TEMPLATE
 # decay large enough that every trained parameter visibly moves, short completions.
 FAST = ["--reward", "cosine:1,accuracy:1", "--num-generations", "4",
         "--set", "max_completion_length=16", "--set", "learning_rate=1e-3", "--set", "warmup_steps=0",
-        "--set", "weight_decay=0.1", "--set", "save_steps=2", "--set", "seed=7"]
+        "--set", "weight_decay=0.1", "--set", "save_steps=2", "--set", "seed=7",
+        # the plain generate path: these tests are about schedules, checkpoints and parameters; vLLM in
+        # training has its own tests (test_fast_generation.py), and CliRunner's stdout has no fileno for vLLM
+        "--set", "fast_generation=off"]
 
 
 def make_buckets(path: Path, model: str, *, n: int = 24, num_buckets: int = 3, template=DEFAULT_TEMPLATE) -> Path:
@@ -207,7 +210,8 @@ def start_up_warnings(buckets: Path, model: Path, out: Path, caplog, *overrides:
     from curriculum.training.config import TrainSettings, apply_overrides
     from curriculum.training.run import prepare
 
-    settings = apply_overrides(TrainSettings(), ["report_to=none", "max_steps=1", *overrides])
+    # fast_generation off: the tiny model's head size has no vLLM CPU kernel, which `auto` would warn about too
+    settings = apply_overrides(TrainSettings(), ["report_to=none", "max_steps=1", "fast_generation=off", *overrides])
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="curriculum.training.run"):
         prepare(buckets, str(model), out, settings)

@@ -296,7 +296,7 @@ def _load_model(path: str, dtype, *, grouped_sdpa: bool):
 
 
 def _pick_dtype(dtype: str | None, device):
-    """bf16 on GPUs that support it, fp16 on other GPUs; on CPU bf16 only with AMX, else fp32."""
+    """bf16 on GPUs that support it, fp16 on other GPUs; on CPU bf16 where it is native (`curriculum.hardware`)."""
     import torch
 
     if dtype not in (None, "auto"):
@@ -308,19 +308,9 @@ def _pick_dtype(dtype: str | None, device):
         raise ValueError(f"unknown dtype {dtype!r}; expected bf16, fp16, fp32 or a torch dtype name")
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if _cpu_has_bf16_matmul() else torch.float32
+    from curriculum.hardware import cpu_has_native_bf16
 
-
-def _cpu_has_bf16_matmul() -> bool:
-    """Intel AMX tiles make bf16 generation ~1.6x faster than fp32 (measured: reports/bench_score.md);
-    elsewhere bf16 matmuls are emulated and slower, so fp32 stays the CPU default."""
-    import torch
-
-    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    try:
-        return bool(check and check())
-    except RuntimeError:
-        return False
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
 def _eos_ids(model, tokenizer) -> list[int]:

@@ -11,8 +11,9 @@ Defaults. Where TRL 1.16's GRPOConfig default differs from the open-rs recipe (k
 recipes/grpo.yaml; TRL at commit 69ad852, v0.15.0+32, as pinned in a fork's copy of open-rs's setup.py, the
 original file was not at hand), open-rs wins: lr 1e-6 (1e-5 under LoRA); temperature 0.7 (TRL: 1.0); beta
 0.04 (TRL: 0.0); cosine_with_min_lr down to 10% of the peak lr after 10% warm-up (TRL: linear, no warm-up);
-6 completions per prompt (TRL: 8); the cosine reward's length scale = max completion length. bf16 and
-gradient checkpointing default on only where a GPU is present. Left at TRL 1.16's value because open-rs had
+6 completions per prompt (TRL: 8); the cosine reward's length scale = max completion length. bf16 defaults
+on where the device does it natively (a bf16 GPU, or a CPU with AMX or AVX512-BF16: autocast over fp32
+master weights, `curriculum.hardware`); gradient checkpointing only where a GPU is present. Left at TRL 1.16's value because open-rs had
 the same: top_p 1.0 (open-rs set none; vLLM's default is 1.0), top_k off, rewards scaled by the group's std
 (`scale_rewards="group"`, std + 1e-4 in both), weighted sum of rewards before that scaling, epsilon 0.2, one
 update per generation (`num_iterations=1`), truncated completions kept in the loss, dropout as the model
@@ -56,7 +57,7 @@ Recipe shape (all keys optional):
     train_head: null
     layer_schedule: null        # rotate:K@S | unfreeze:top-down@S
     allow_model_mismatch: false # train on buckets scored by another model
-    fast_generation: off        # on: on a CPU, GRPO completions from vLLM (training/fast_generation.py)
+    fast_generation: auto       # on a CPU, GRPO completions from vLLM where it runs (training/fast_generation.py)
     max_steps: 500              # shortcuts for grpo.max_steps / grpo.num_generations
     num_generations: 6
     launch: {}                  # multi-GPU launch settings, read by `curriculum pipeline` only
@@ -79,6 +80,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from curriculum.hardware import bf16_pays
 
 OPEN_RS_DEFAULTS: dict[str, Any] = {
     "learning_rate": 1e-6,
@@ -125,8 +128,8 @@ class TrainSettings:
     train_head: bool | None = None
     layer_schedule: str | None = None
     allow_model_mismatch: bool = False
-    # --- fast generation (curriculum/training/fast_generation.py): off | on, or a boolean
-    fast_generation: str | bool = "off"
+    # --- fast generation (curriculum/training/fast_generation.py): auto | on | off, or a boolean
+    fast_generation: str | bool = "auto"
     # --- end fast generation
     launch: dict = field(default_factory=dict)
     grpo: dict = field(default_factory=dict)
@@ -263,7 +266,7 @@ def grpo_inputs(settings: TrainSettings, *, has_gpu: bool) -> dict:
     values = copy.deepcopy(OPEN_RS_DEFAULTS)
     if settings.lora:
         values["learning_rate"] = LORA_LEARNING_RATE
-    values["bf16"] = has_gpu and _gpu_has_bf16()
+    values["bf16"] = bf16_pays(on_gpu=has_gpu)
     values["gradient_checkpointing"] = has_gpu
     # Without a GPU, accelerate's CPU backend (gloo): so `accelerate launch --multi_gpu --num_processes N`
     # trains N cooperating processes rather than N copies (a single process trains the same either way).
@@ -453,12 +456,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
     return value
-
-
-def _gpu_has_bf16() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 
 def _has_tensorboard() -> bool:

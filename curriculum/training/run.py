@@ -129,7 +129,7 @@ def prepare(buckets: str | Path, model: str, out: str | Path, settings: TrainSet
     if dropped:
         notes.append(dropped)
 
-    reward_funcs, grpo_config = _grpo_config(settings, out_dir, notes)
+    reward_funcs, grpo_config = _grpo_config(settings, out_dir, notes, model_path)
     if grpo_config.process_index == 0:  # once, not once per process
         for warning in setup_warnings(reward_funcs, dataset, tokenizer, grpo_config):
             logger.warning(warning)
@@ -164,7 +164,7 @@ def _load_tokenizer(model_path: str):
     return tokenizer
 
 
-def _grpo_config(settings: TrainSettings, out_dir: Path, notes: list[str]):
+def _grpo_config(settings: TrainSettings, out_dir: Path, notes: list[str], model_path: str | None = None):
     """(reward functions, GRPOConfig): the reward weights and the fast-generation values go into a copy of the
     settings' grpo section, so the settings saved in config.yaml stay as the user wrote them."""
     grpo_settings = TrainSettings(**{**settings.__dict__, "grpo": dict(settings.grpo)})
@@ -176,7 +176,7 @@ def _grpo_config(settings: TrainSettings, out_dir: Path, notes: list[str]):
     from curriculum.training import fast_generation
 
     fast = fast_generation.plan_fast_generation(settings.fast_generation, grpo_settings.grpo,
-                                                max_prompt_length=settings.max_prompt_length)
+                                                max_prompt_length=settings.max_prompt_length, model_path=model_path)
     grpo_settings.grpo.update(fast.grpo_values)
     if fast.note and not fast.enabled:
         logger.warning(fast.note)
@@ -194,19 +194,20 @@ def _build_trainer(settings: TrainSettings, model_path: str, reward_funcs, grpo_
     from curriculum.training import fast_generation
     from curriculum.training.trainer import CurriculumGRPOTrainer
 
-    trainer = CurriculumGRPOTrainer(
-        model=model_path,
-        reward_funcs=reward_funcs,
-        args=grpo_config,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=list(callbacks or []),
-        schedule=settings.schedule,
-        schedule_options=dict(settings.schedule_options),
-        online_difficulty=settings.online_difficulty,
-        skip_solved=settings.skip_solved,
-    )
+    with fast_generation.cpu_engine_options(bool(grpo_config.use_vllm)):  # eager vLLM on CPU: a third of the start-up
+        trainer = CurriculumGRPOTrainer(
+            model=model_path,
+            reward_funcs=reward_funcs,
+            args=grpo_config,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=list(callbacks or []),
+            schedule=settings.schedule,
+            schedule_options=dict(settings.schedule_options),
+            online_difficulty=settings.online_difficulty,
+            skip_solved=settings.skip_solved,
+        )
     fast_generation.install_cpu_weight_sync(trainer)  # fast generation: a no-op unless vLLM colocate on CPU
     return trainer
 

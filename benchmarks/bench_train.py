@@ -212,7 +212,9 @@ def write_report(meta: dict, arms: dict, stem: Path) -> dict:
         "# GRPO on CPU: transformers generate against vLLM (fast generation)",
         "",
         f"Produced by `{meta['command']}` on {meta['date']} ({meta['machine']}; {meta['versions']}).",
-        "Other jobs shared the 2 cores; the arms ran one after another in the same invocation, so compare ratios."
+        (f"Load average when the run started: {meta['load_average']:.2f} on {os.cpu_count()} cores"
+         if meta.get("load_average") is not None else "Load not recorded")
+        + "; the arms ran one after another in the same invocation, so compare ratios."
         + (f" Arms marked * come from an earlier invocation, `{meta['earlier']['command']}` "
            f"({meta['earlier']['date']})." if meta.get("earlier") else ""),
         "",
@@ -279,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     from curriculum.models import resolve_model
 
     resolve_model(MODEL)
+    load_average = os.getloadavg()[0]
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -302,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     meta = {"command": "python benchmarks/bench_train.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
             "versions": ", ".join(f"{k} {v}" for k, v in versions().items()), "steps": args.steps,
-            "max_tokens": args.max_tokens}
+            "max_tokens": args.max_tokens, "load_average": load_average}
     if args.add and Path(args.out).with_suffix(".json").exists():
         earlier = json.loads(Path(args.out).with_suffix(".json").read_text())
         for name, result in earlier["arms"].items():

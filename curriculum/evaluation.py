@@ -180,7 +180,7 @@ class EvalSettings:
     """Everything that defines the numbers: written into the JSON so runs can be compared."""
 
     samples: int = 4
-    limit: int | None = None
+    limit: int | None = None  # the first N problems of each benchmark; a held-out split is always evaluated whole
     temperature: float = 0.6
     top_p: float = 0.95
     max_tokens: int = 512
@@ -274,7 +274,7 @@ def _eval_sets(benchmarks: Sequence[str], buckets: str | Path | None, *, buckets
     if len(sets) != len(benchmarks):
         raise EvaluationError(f"benchmarks must be distinct, got {list(benchmarks)}")
     if buckets is not None:
-        sets[HELDOUT] = load_heldout(buckets, split=buckets_split, limit=limit)
+        sets[HELDOUT] = load_heldout(buckets, split=buckets_split)  # whole: its size is build's `heldout`
     if not sets:
         raise EvaluationError("nothing to evaluate: give --benchmarks and/or --buckets")
     return sets

@@ -222,7 +222,8 @@ def test_per_bucket_results_for_a_buckets_dataset(tiny_model_dir, tmp_path):
                            "model": "tiny", "engine": "hf", "sampling": "{}"})
     built = lib.build(scores, problems, lib.BuildConfig(num_buckets=3))
     lib.save(built, tmp_path / "heldout")
-    result = evaluate(str(tiny_model_dir), [], settings=EvalSettings(samples=2, max_tokens=6),
+    # `limit` is for benchmarks: the held-out split is evaluated whole (its size was chosen when it was built)
+    result = evaluate(str(tiny_model_dir), [], settings=EvalSettings(samples=2, max_tokens=6, limit=2),
                       buckets=tmp_path / "heldout")
     heldout = result["benchmarks"]["heldout"]
     assert set(heldout["per_bucket"]) == {"0", "1", "2"}

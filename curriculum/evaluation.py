@@ -140,7 +140,24 @@ def load_heldout(buckets_dir: str | Path, *, split: str | None = None, limit: in
 
 def _label(name: str) -> str:
     """What a benchmark is called in results: its name, or a problems file's stem."""
+    name = split_benchmark_limit(name)[0]
     return name if name in BENCHMARKS else Path(name).stem
+
+
+def split_benchmark_limit(name: str) -> tuple[str, int | None]:
+    """`gsm8k:100` -> ("gsm8k", 100): a benchmark's own limit, which wins over the settings' `limit`, so one
+    evaluation can take a slice of a large benchmark and the whole of a small held-out file.
+
+    Example:
+        >>> split_benchmark_limit("gsm8k:100"), split_benchmark_limit("runs/x/heldout.parquet")
+        (('gsm8k', 100), ('runs/x/heldout.parquet', None))
+    """
+    base, colon, count = name.rpartition(":")
+    if colon and base and count.isdigit():
+        if int(count) < 1:
+            raise EvaluationError(f"{name}: a benchmark's limit must be at least 1")
+        return base, int(count)
+    return name, None
 
 
 def _load_benchmark(name: str, data_dir: str | Path | None):
@@ -270,7 +287,10 @@ def evaluate(
 def _eval_sets(benchmarks: Sequence[str], buckets: str | Path | None, *, buckets_split: str | None,
                data_dir: str | Path | None, limit: int | None) -> dict:
     """Name -> problems frame of every set to evaluate: the benchmarks (distinct), then the held-out split."""
-    sets = {_label(name): load_eval_set(name, data_dir=data_dir, limit=limit) for name in benchmarks}
+    sets = {}
+    for spec in benchmarks:
+        name, own_limit = split_benchmark_limit(spec)
+        sets[_label(name)] = load_eval_set(name, data_dir=data_dir, limit=own_limit or limit)
     if len(sets) != len(benchmarks):
         raise EvaluationError(f"benchmarks must be distinct, got {list(benchmarks)}")
     if buckets is not None:

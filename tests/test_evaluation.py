@@ -187,6 +187,22 @@ def test_same_seed_gives_the_same_numbers_and_samples(tiny_model_dir, data_dir, 
     assert other_samples != first_samples  # the seed really drives sampling
 
 
+def test_a_benchmark_can_carry_its_own_limit(tiny_model_dir, data_dir, tmp_path):
+    """`gsm8k:3` takes 3 GSM8K problems while `limit` (2) still bounds the other sets: a study evaluates a
+    slice of a large benchmark beside the whole of its own held-out file."""
+    import pandas as pd
+
+    from curriculum.evaluation import evaluate
+
+    own = tmp_path / "mine.parquet"
+    pd.DataFrame({"id": ["a", "b", "c"], "problem": ["1+1?", "2+2?", "3+3?"], "answer": ["2", "4", "6"]}).to_parquet(own)
+    result = evaluate(str(tiny_model_dir), ["gsm8k:3", str(own)], settings=EvalSettings(samples=1, limit=2, max_tokens=4),
+                      data_dir=data_dir)
+    assert {name: r["n_problems"] for name, r in result["benchmarks"].items()} == {"gsm8k": 3, "mine": 2}
+    with pytest.raises(EvaluationError, match="gsm8k:0: a benchmark's limit must be at least 1"):
+        evaluate(str(tiny_model_dir), ["gsm8k:0"], settings=EvalSettings(samples=1), data_dir=data_dir)
+
+
 def test_eval_json_records_the_harness(tiny_model_dir, data_dir, tmp_path):
     from curriculum.cli import cli
 

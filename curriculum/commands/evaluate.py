@@ -52,7 +52,8 @@ def print_results(result: dict) -> None:
               help="Extra engine option (e.g. batch_size=16, base_url=...); repeatable.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Evaluate the first N problems of each benchmark (file order, the same slice every time); "
-                   "--buckets' held-out split is always evaluated whole.")
+                   "--buckets' held-out split is always evaluated whole; `gsm8k:100` in --benchmarks gives one "
+                   "benchmark its own limit.")
 @click.option("--max-tokens", default=512, show_default=True, type=click.IntRange(min=1))
 @click.option("--temperature", default=0.6, show_default=True, type=float)
 @click.option("--top-p", default=0.95, show_default=True, type=float)

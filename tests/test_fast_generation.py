@@ -160,7 +160,8 @@ def trained(smollm2_dir, tmp_path_factory):
     assert fg.install_cpu_weight_sync(trainer)
     trainer.train()  # syncs the initial weights, generates, takes one optimizer step
     yield trainer
-    trainer.vllm_generation.llm.llm_engine.engine_core.shutdown()
+    assert fg.release_engine(trainer) and trainer.vllm_generation.llm is None  # a study's next run starts clean
+    assert not fg.release_engine(trainer)
 
 
 def _ids(trainer):

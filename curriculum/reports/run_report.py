@@ -372,7 +372,8 @@ def _evaluation_section(draft: _Draft, files: RunFiles) -> None:
     doc.text(
         f"Same harness for every row: engine `{first.get('engine')}`, temperature {sampling.get('temperature')}, "
         f"top_p {sampling.get('top_p')}, max_tokens {sampling.get('max_tokens')}, seed {first.get('seed')}, "
-        f"limit {first.get('limit')}. avg@k is pass@1 averaged over k samples; its interval is a bootstrap "
+        f"limit {first.get('limit')} per benchmark (a held-out split is evaluated whole). avg@k is pass@1 "
+        "averaged over k samples; its interval is a bootstrap "
         "over problems (a problem's k samples are resampled together)."
     )
     if "before" in files.evals and "after" in files.evals:

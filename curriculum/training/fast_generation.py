@@ -203,6 +203,29 @@ def install_cpu_weight_sync(trainer) -> bool:
     return True
 
 
+def release_engine(trainer) -> bool:
+    """Shut down a trainer's in-process CPU colocate engine and free its memory; True when there was one.
+
+    Without this, every training in one process (a `curriculum compare` study) keeps its engine: measured,
+    two 1-step runs in a row peaked at 5.3 GB after the first and 8.4 GB after the second.
+    """
+    generation = getattr(trainer, "vllm_generation", None)
+    llm = getattr(generation, "llm", None)
+    if not getattr(trainer, "use_vllm", False) or llm is None or generation.mode != "colocate":
+        return False
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return False
+    import gc
+
+    llm.llm_engine.engine_core.shutdown()
+    generation.llm = None
+    del llm
+    gc.collect()
+    return True
+
+
 def engine_model_runner(generation):
     """The in-process vLLM model runner behind TRL's colocate `LLM` (external_launcher executor)."""
     worker = generation.llm.llm_engine.model_executor.driver_worker

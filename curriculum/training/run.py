@@ -84,8 +84,13 @@ class TrainRun:
     notes: list[str] = field(default_factory=list)
 
     def run(self) -> TrainResult:
-        output = self.trainer.train(resume_from_checkpoint=self.resume_from)
-        model_dir = save_final_model(self.trainer, self.out_dir)
+        from curriculum.training import fast_generation
+
+        try:
+            output = self.trainer.train(resume_from_checkpoint=self.resume_from)
+            model_dir = save_final_model(self.trainer, self.out_dir)
+        finally:
+            fast_generation.release_engine(self.trainer)  # a study trains many runs in one process
         from transformers.trainer_utils import get_last_checkpoint
 
         return TrainResult(
@@ -108,8 +113,11 @@ def train(buckets: str | Path, model: str, out: str | Path, settings: TrainSetti
 def prepare(buckets: str | Path, model: str, out: str | Path, settings: TrainSettings | None = None, *,
             resume: bool = False, callbacks: list | None = None) -> TrainRun:
     """Check the inputs, then assemble tokenizer, dataset, rewards, GRPOConfig and trainer."""
+    import gc
+
     from curriculum.models import ModelResolutionError, resolve_model
 
+    gc.collect()  # an earlier run's trainer in this process (a study) sits in reference cycles: free it first
     settings = settings or TrainSettings()
     notes: list[str] = []
     out_dir = check_output_dir(out, resume=resume)

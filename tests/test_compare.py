@@ -346,3 +346,19 @@ def test_finished_runs_drop_optimizer_state_and_refuse_to_continue_without_it(tm
 
     with pytest.raises(CompareError, match="no optimizer state"):
         _train_arm(settings, settings.arms[0], 0, tmp_path / "run", emit=lambda m: None, counter="", train=never)
+
+
+def test_the_committed_study_file_loads_and_has_the_issue_s_power():
+    """studies/curriculum-study.yaml: at least 4 arms x 3 seeds x 60 steps of 4 prompts x 8 completions, uniform
+    over all problems as the baseline, a held-out file and a GSM8K-test slice, k >= 4."""
+    from pathlib import Path
+
+    from curriculum.compare import read_study
+
+    settings, train = read_study(Path(__file__).resolve().parents[1] / "studies" / "curriculum-study.yaml")
+    assert len(settings["arms"]) >= 4 and len(settings["seeds"]) >= 3 and settings["steps"] >= 60
+    grpo = train["grpo"]
+    assert settings["num_generations"] >= 8
+    assert grpo["per_device_train_batch_size"] * grpo["gradient_accumulation_steps"] // settings["num_generations"] >= 4
+    assert settings["baseline"] == "uniform-all" and settings["eval"]["samples"] >= 4
+    assert settings["primary"] == "heldout" and "gsm8k:100" in settings["benchmarks"]

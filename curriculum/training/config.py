@@ -13,11 +13,11 @@ original file was not at hand), open-rs wins: lr 1e-6 (1e-5 under LoRA); tempera
 0.04 (TRL: 0.0); cosine_with_min_lr down to 10% of the peak lr after 10% warm-up (TRL: linear, no warm-up);
 6 completions per prompt (TRL: 8); the cosine reward's length scale = max completion length. bf16 defaults
 on where the device does it natively (a bf16 GPU, or a CPU with AMX or AVX512-BF16: autocast over fp32
-master weights, `curriculum.hardware`); gradient checkpointing only where a GPU is present. Left at TRL 1.16's value because open-rs had
-the same: top_p 1.0 (open-rs set none; vLLM's default is 1.0), top_k off, rewards scaled by the group's std
-(`scale_rewards="group"`, std + 1e-4 in both), weighted sum of rewards before that scaling, epsilon 0.2, one
-update per generation (`num_iterations=1`), truncated completions kept in the loss, dropout as the model
-configures it.
+master weights, `curriculum.hardware`); gradient checkpointing only where a GPU is present. Left at TRL
+1.16's value because open-rs had the same: top_p 1.0 (open-rs set none; vLLM's default is 1.0), top_k off,
+rewards scaled by the group's std (`scale_rewards="group"`, std + 1e-4 in both), weighted sum of rewards
+before that scaling, epsilon 0.2, one update per generation (`num_iterations=1`), truncated completions kept
+in the loss, dropout as the model configures it.
 
 What still differs from open-rs, on purpose (`pipelines/open-rs-1.5b.yaml` sets batch, loss, length, reward
 and prompt back to open-rs's):

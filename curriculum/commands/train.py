@@ -42,7 +42,10 @@ def train(buckets, model, schedule, config_path, reward, max_steps, num_generati
 
     Every GRPOConfig field is reachable from the recipe's `grpo:` mapping or with --set; the resolved recipe
     is saved to OUT/config.yaml, metrics to OUT/metrics.jsonl (and TensorBoard), checkpoints with their
-    curriculum state to OUT/checkpoint-N. Multi-GPU: launch through accelerate, e.g.
+    curriculum state to OUT/checkpoint-N. On a CPU, GRPO completions come from vLLM where it can run the
+    model (`fast_generation: auto`; --set fast_generation=off for transformers' generate; where it cannot,
+    one line says why), and training runs under bf16 autocast where the CPU does bf16 natively (AMX or
+    AVX512-BF16; --set bf16=false for fp32). Multi-GPU: launch through accelerate, e.g.
 
         accelerate launch --config_file pipelines/accelerate/zero2.yaml --num_processes 4
         -m curriculum.cli train --config pipelines/open-rs-1.5b.yaml --buckets B --out O

@@ -80,6 +80,15 @@ def test_a_model_outside_vllms_cpu_head_sizes_takes_the_plain_path(monkeypatch, 
     assert fg.plan_fast_generation("auto", {}, model_path=str(smollm2_like)).enabled  # head size 64
 
 
+def test_auto_keeps_several_cpu_processes_on_the_plain_path(monkeypatch):
+    """`accelerate launch --multi_gpu` on CPUs: one colocate engine per rank is untested, so `auto` says so."""
+    monkeypatch.setattr(fg, "unavailable_reason", lambda: None)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    plan = fg.plan_fast_generation("auto", {})
+    assert not plan.enabled and "2 processes (WORLD_SIZE)" in plan.note
+    assert fg.plan_fast_generation("on", {}).enabled  # asked for explicitly: tried
+
+
 def test_bad_mode_names_the_choices():
     with pytest.raises(ValueError, match="auto, on, off"):
         fg.normalize_mode("fast")

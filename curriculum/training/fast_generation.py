@@ -141,6 +141,10 @@ def plan_fast_generation(mode: Any, grpo: dict, *, max_prompt_length: int | None
         return FastGenerationPlan(enabled=False)  # GPUs: TRL's generate or TRL's own vLLM, as the recipe says
     if reason is None:
         reason = model_unsupported_reason(model_path)
+    processes = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if reason is None and mode == "auto" and processes > 1:
+        reason = (f"{processes} processes (WORLD_SIZE): the CPU engine is tested with one process only; "
+                  "`fast_generation: on` tries it anyway")
     if reason is not None:
         return FastGenerationPlan(enabled=False, note=FALLBACK_MESSAGE.format(reason=reason))
     values: dict[str, Any] = {"use_vllm": True, "vllm_mode": "colocate"}

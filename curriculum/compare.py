@@ -51,6 +51,7 @@ import copy
 import difflib
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Callable
@@ -76,7 +77,7 @@ ARM_KEYS = (*ARM_TRAIN_KEYS, "buckets", "needs_scoring", "scoring_rollouts_from"
 # Keys of a study file (`curriculum compare --config study.yaml`) besides `arms`, `baseline` and `train`.
 STUDY_KEYS = ("model", "buckets", "scores", "steps", "num_generations", "seeds", "eval_every", "benchmarks",
               "heldout", "eval", "eval_engine", "eval_engine_options", "eval_base", "data_dir", "primary",
-              "keep_optimizer_state")
+              "keep_optimizer_state", "workers")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -171,6 +172,7 @@ class CompareSettings:
     scores: str | None = None  # the scores parquet behind the scored arms' buckets (scoring rollouts)
     primary: str | None = None  # the eval set of the study statistics (default: heldout, else the first)
     keep_optimizer_state: bool = False  # else dropped from a finished run's evaluated checkpoints (disk)
+    workers: int = 1  # runs trained at once, each in its own process on its share of the cores
 
     def __post_init__(self) -> None:
         if self.arms is None:
@@ -214,6 +216,8 @@ class CompareSettings:
             if arm.needs_scoring and not (arm.scoring_rollouts_from or self.scores):
                 raise CompareError(f"arm {arm.name!r} needs scoring but the study names no `scores` parquet "
                                    "(give `scores:` or the arm's `scoring_rollouts_from:`)")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise CompareError(f"workers must be a positive integer (runs at once), got {self.workers!r}")
         if self.primary is not None and not isinstance(self.primary, str):
             raise CompareError(f"primary must be an eval set name, got {self.primary!r}")
 
@@ -409,7 +413,7 @@ def _check_study_types(path: Path, data: dict, values: dict) -> None:
         if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             raise CompareError(f"study {path}: `seeds` must be a list of integers, got {data['seeds']!r}")
         values["seeds"] = seeds
-    for key in ("steps", "num_generations", "eval_every"):
+    for key in ("steps", "num_generations", "eval_every", "workers"):
         if key in values and values[key] is not None and (not isinstance(values[key], int)
                                                           or isinstance(values[key], bool)):
             raise CompareError(f"study {path}: `{key}` must be an integer, got {values[key]!r}")
@@ -434,31 +438,54 @@ def run_compare(settings: CompareSettings, *, on_event: Event | None = None,
                 on_progress: Callable[[int], None] | None = None) -> dict:
     """Train and evaluate every arm, checkpoint and seed not already done, then write comparison.json,
     study.json and the report. `on_event(arm, message)` narrates; `on_progress(problems_done)` follows an
-    evaluation."""
-    from curriculum.training.run import train
-
+    evaluation. With `workers` > 1 the runs go to child processes, that many at a time, each on its own
+    cores (`curriculum.study_workers`); the results on disk are the same either way."""
     emit = on_event or (lambda arm, message: None)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     _check_before_training(settings)
-    runs = len(settings.arms) * len(settings.seeds)
-    jobs = _Jobs(settings, runs + runs * (len(settings.checkpoint_steps()) + 1) + int(settings.eval_base),
-                 emit=emit, on_progress=on_progress)
-    if settings.eval_base:
-        jobs.evaluate(out / BASE / FINAL_EVAL, settings.model, settings.fingerprint("base"), BASE,
-                      "the untrained model")
-    for seed in settings.seeds:
-        for arm in settings.arms:
-            label = f"{arm.name}/seed-{seed}"
-            directory = arm_dir(out, arm.name, seed)
-            _train_arm(settings, arm, seed, directory, emit=lambda message, label=label: emit(label, message),
-                       counter=jobs.next(), train=train)
-            _evaluate_arm(settings, arm, seed, directory, label, jobs)
+    units = study_units(settings)
+    if settings.workers > 1:
+        from curriculum.study_workers import run_units_in_parallel
+
+        run_units_in_parallel(settings, units, emit=emit)
+    else:
+        jobs = StudyJobs(settings, len(units) + len(settings.arms) * len(settings.seeds)
+                     * (len(settings.checkpoint_steps()) + 1), emit=emit, on_progress=on_progress)
+        for unit in units:
+            run_unit(settings, unit, jobs)
     comparison = summarize_comparison(settings)
     _write_json(out / COMPARISON, comparison)
     write_study_json(comparison, out / STUDY)
     write_compare_report(out)
     return comparison
+
+
+Unit = tuple[str, int | None]  # (arm, seed), or (BASE, None): the untrained model's evaluation
+
+
+def study_units(settings: CompareSettings) -> list[Unit]:
+    """The study's independent pieces of work, in the order they run: the untrained model's evaluation, then
+    every run, seed by seed (so an interrupted study has whole seeds of every arm, not whole arms)."""
+    units: list[Unit] = [(BASE, None)] if settings.eval_base else []
+    return units + [(arm.name, seed) for seed in settings.seeds for arm in settings.arms]
+
+
+def run_unit(settings: CompareSettings, unit: Unit, jobs: StudyJobs) -> None:
+    """Do one unit, skipping whatever of it is already on disk: evaluate the untrained model, or train one
+    (arm, seed) and evaluate its learning curve."""
+    from curriculum.training.run import train
+
+    name, seed = unit
+    if name == BASE:
+        jobs.evaluate(Path(settings.out) / BASE / FINAL_EVAL, settings.model, settings.fingerprint("base"), BASE,
+                      "the untrained model")
+        return
+    arm, label = settings.arm(name), f"{name}/seed-{seed}"
+    directory = arm_dir(Path(settings.out), name, seed)
+    _train_arm(settings, arm, seed, directory, emit=lambda message: jobs.emit(label, message), counter=jobs.next(),
+               train=train)
+    _evaluate_arm(settings, arm, seed, directory, label, jobs)
 
 
 def _check_before_training(settings: CompareSettings) -> None:
@@ -473,7 +500,7 @@ def _check_before_training(settings: CompareSettings) -> None:
             scoring_rollouts(settings.scoring_source(arm))
 
 
-class _Jobs:
+class StudyJobs:
     """The study's jobs numbered as they come ([3/12]), and its evaluations, skipped when one with the same
     fingerprint is already on disk (a rerun redoes nothing)."""
 
@@ -484,7 +511,7 @@ class _Jobs:
 
     def next(self) -> str:
         self.done += 1
-        return f"[{self.done}/{self.total}]"
+        return f"[{self.done}/{self.total}]" if self.total else f"[{self.done}]"
 
     def evaluate(self, path: Path, model: str, fingerprint: str, arm: str, what: str) -> None:
         from curriculum.evaluation import evaluate, read_eval, samples_path_for, write_eval
@@ -502,7 +529,7 @@ class _Jobs:
         write_eval(result, path)
 
 
-def _evaluate_arm(settings: CompareSettings, arm: Arm, seed: int, directory: Path, label: str, jobs: _Jobs) -> None:
+def _evaluate_arm(settings: CompareSettings, arm: Arm, seed: int, directory: Path, label: str, jobs: StudyJobs) -> None:
     """Evaluate one trained run along its learning curve (every checkpoint, then the final model), dropping the
     optimizer state of each evaluated checkpoint unless asked to keep it."""
     from curriculum.evaluation import read_eval
@@ -555,7 +582,10 @@ def _train_arm(settings: CompareSettings, arm: Arm, seed: int, directory: Path, 
     emit(f"{counter} training {settings.steps} steps" + (" (resuming from the last checkpoint)" if resume else ""))
     began = time.perf_counter()
     train(settings.arm_buckets(arm), settings.model, directory, settings.train_settings(arm, seed), resume=resume)
-    _write_json(marker, {"fingerprint": fingerprint, "wall_s": round(time.perf_counter() - began, 1)})
+    import torch
+
+    _write_json(marker, {"fingerprint": fingerprint, "wall_s": round(time.perf_counter() - began, 1),
+                         "threads": torch.get_num_threads(), "cores": sorted(os.sched_getaffinity(0))})
 
 
 def drop_optimizer_state(checkpoint: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -28,6 +29,7 @@ from curriculum.compare import (
     write_compare_report,
 )
 from curriculum.evaluation import EvalSettings
+from curriculum.study_workers import core_slots, run_units_in_parallel, worker_environment
 
 
 @pytest.fixture(scope="module")
@@ -316,6 +318,59 @@ def test_study_rerun_trains_and_evaluates_nothing_and_resumes_an_interrupted_arm
     changed = [path for path in evals if after[path] != before[path]]
     assert changed == [directory / "eval.json"]  # checkpoint-1's evaluation was kept
     assert (directory / DONE).exists()
+
+
+two_cores = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="two workers need two cores")
+
+
+@two_cores
+def test_workers_run_the_study_side_by_side_with_the_serial_files(study):
+    """--workers 2: every unit in its own process on its own core, and the same files and fingerprints as
+    the serial study (only the thread count differs, so the sampled tokens may)."""
+    root, command, _ = study
+    out = root / "out-workers"
+    command = [*command[:command.index("--out")], "--out", str(out), "--workers", "2"]
+    result = CliRunner().invoke(cli, command)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("started on cores") == 7 and result.output.count("finished in") == 7
+    assert "7 units on 2 workers" in result.output and "all done" in result.output
+    serial = root / "out"
+    for directory in [out / "base", *out.glob("*/seed-*")]:
+        twin = serial / directory.relative_to(out)
+        assert (directory / "worker.log").read_text().strip()
+        for path in directory.glob("eval*.json"):
+            assert json.loads(path.read_text())["fingerprint"] == json.loads((twin / path.name).read_text())["fingerprint"]
+    markers = [json.loads(path.read_text()) for path in out.glob(f"*/seed-*/{DONE}")]
+    assert len(markers) == 6 and all(marker["threads"] == 1 for marker in markers)
+    assert {tuple(marker["cores"]) for marker in markers} == {tuple(s) for s in core_slots(2)}
+    summary = json.loads((out / "study.json").read_text())
+    assert summary["arms"].keys() == json.loads((serial / "study.json").read_text())["arms"].keys()
+    again = CliRunner().invoke(cli, command)
+    assert again.exit_code == 0 and "training 2 steps" not in again.output
+    assert "finished in" in again.output  # each child found its unit done
+
+
+@two_cores
+def test_a_failed_worker_names_its_unit_and_log_and_the_others_finish(study, tmp_path):
+    root, _, _ = study
+    values, train = read_study(root / "study.yaml")
+    settings = CompareSettings(out=str(tmp_path / "out"), train=train, workers=2, **values)
+    with pytest.raises(CompareError, match=r"nope/seed-0 failed: .*no arm named 'nope'.* \(log: .*worker.log\)"):
+        run_units_in_parallel(settings, [("base", None), ("nope", 0)], emit=lambda unit, message: None)
+    assert (tmp_path / "out" / "base" / "eval.json").exists()  # the other unit finished
+
+
+def test_core_slots_split_the_cores_and_refuse_more_workers_than_cores():
+    assert core_slots(2, [0, 1]) == [[0], [1]]
+    assert core_slots(2, [0, 1, 2, 3, 4]) == [[0, 1, 2], [3, 4]]
+    assert core_slots(1, [4, 5]) == [[4, 5]]
+    with pytest.raises(CompareError, match="3 runs at once need at least 3 cores"):
+        core_slots(3, [0, 1])
+    env = worker_environment([2, 3], {"RANK": "1", "WORLD_SIZE": "2", "PATH": "/bin"})
+    assert env["OMP_NUM_THREADS"] == "2" and env["VLLM_CPU_OMP_THREADS_BIND"] == "2,3"
+    assert "RANK" not in env and "WORLD_SIZE" not in env and env["PATH"] == "/bin"
+    with pytest.raises(CompareError, match="workers must be a positive integer"):
+        CompareSettings(buckets="b", out="o", workers=0)
 
 
 def test_report_only_rewrites_the_study_json(study, tmp_path):

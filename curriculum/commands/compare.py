@@ -8,6 +8,7 @@ import click
 
 from curriculum.commands.common import print_table
 from curriculum.evaluation import BENCHMARKS
+from curriculum.progress import CountingBar
 
 
 def _list(text: str) -> list[str]:
@@ -65,11 +66,15 @@ def _seeds(ctx, param, value: str) -> list[int]:
               help="Also write the study summary here (e.g. reports/curriculum-study.json).")
 @click.option("--keep-optimizer-state", is_flag=True,
               help="Keep the optimizer state in evaluated checkpoints of finished runs (dropped by default: disk).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runs trained at once, each in its own process on its share of the cores (on a 2-core CPU, "
+                   "2 runs of 1 thread each finish a study sooner than 1 run of 2 threads: reports/bench_workers.md). "
+                   "Each writes its progress to <out>/<arm>/seed-<s>/worker.log.")
 @click.option("--report-only", is_flag=True, help="Only re-render the report from an existing comparison.json.")
 @click.pass_context
 def compare(ctx, config_path, buckets, model, schedules, baseline, steps, seeds, num_generations, eval_every, scores,
             assignments, benchmarks, heldout, primary, samples, limit, eval_max_tokens, eval_temperature, eval_seed,
-            eval_engine, no_base, data_dir, out, study_json, keep_optimizer_state, report_only):
+            eval_engine, no_base, data_dir, out, study_json, keep_optimizer_state, workers, report_only):
     """Compare curriculum arms at identical compute: a study from one command.
 
     An arm is a name and what its training does differently: schedule, schedule_options, online_difficulty,
@@ -99,7 +104,7 @@ def compare(ctx, config_path, buckets, model, schedules, baseline, steps, seeds,
         baseline: uniform-all
     Other top-level keys: model, num_generations, benchmarks, heldout, primary,
     eval: {samples, limit, max_tokens, temperature, seed, ...}, eval_engine, eval_base,
-    data_dir, keep_optimizer_state. Per arm also: schedule_options, skip_solved, and scoring_rollouts_from
+    data_dir, keep_optimizer_state, workers. Per arm also: schedule_options, skip_solved, and scoring_rollouts_from
     (a scores parquet of its own). Scoring rollouts count `scores:` for every arm
     that does not say needs_scoring: false. Paths are relative to the working directory.
 
@@ -117,7 +122,7 @@ def compare(ctx, config_path, buckets, model, schedules, baseline, steps, seeds,
            "scores": str(scores) if scores else None, "benchmarks": _list(benchmarks),
            "heldout": str(heldout) if heldout else None, "primary": primary, "eval_engine": eval_engine,
            "eval_base": not no_base, "data_dir": str(data_dir) if data_dir else None,
-           "keep_optimizer_state": keep_optimizer_state}
+           "keep_optimizer_state": keep_optimizer_state, "workers": workers}
     harness = (("samples", "samples", samples), ("limit", "limit", limit),
                ("max_tokens", "eval_max_tokens", eval_max_tokens),
                ("temperature", "eval_temperature", eval_temperature), ("seed", "eval_seed", eval_seed))
@@ -202,7 +207,7 @@ def _run(settings, out: Path, study_json: Path | None) -> None:
                f"{settings.seeds}: {runs} training runs of {settings.steps} steps, {settings.num_generations} "
                f"completions per prompt, {runs * points} evaluations"
                + (" + the untrained model" if settings.eval_base else "") + f" -> {out}")
-    bar = _Bar()
+    bar = CountingBar()
 
     def on_event(arm: str, message: str) -> None:
         bar.close()
@@ -235,24 +240,6 @@ def _shared_recipe(recipe) -> dict:
     if grpo:
         shared["grpo"] = grpo
     return shared
-
-
-class _Bar:
-    def __init__(self) -> None:
-        self.bar = None
-
-    def __call__(self, done: int) -> None:
-        from tqdm.auto import tqdm
-
-        if self.bar is None or done < self.bar.n:
-            self.close()
-            self.bar = tqdm(desc="eval", unit="problem", dynamic_ncols=True, leave=False)
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 def _print(comparison: dict) -> None:

@@ -157,17 +157,23 @@ def _last_line(log: Path) -> str:
     return lines[-1][:300] if lines else "empty log"
 
 
-def _child_main(settings_path: str, name: str, seed: str) -> None:
-    """A child: pin to its cores, then do one unit exactly as the serial path does."""
-    from curriculum.compare import StudyJobs, run_unit
-    from curriculum.progress import CountingBar
-
+def pin_to_assigned_cores() -> list[int]:
+    """In a child started with `worker_environment`: keep this process and torch's threads on its cores."""
     cores = os.environ.get("CURRICULUM_WORKER_CORES")
     if cores:
         os.sched_setaffinity(0, [int(core) for core in cores.split(",")])
     import torch
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    return sorted(os.sched_getaffinity(0))
+
+
+def _child_main(settings_path: str, name: str, seed: str) -> None:
+    """A child: pin to its cores, then do one unit exactly as the serial path does."""
+    from curriculum.compare import StudyJobs, run_unit
+    from curriculum.progress import CountingBar
+
+    pin_to_assigned_cores()
     settings: CompareSettings = pickle.loads(Path(settings_path).read_bytes())
     unit: Unit = (name, None if seed == "None" else int(seed))
 

@@ -411,9 +411,11 @@ def test_the_committed_study_file_loads_and_has_the_issue_s_power():
     from curriculum.compare import read_study
 
     settings, train = read_study(Path(__file__).resolve().parents[1] / "studies" / "curriculum-study.yaml")
+    CompareSettings(out="unused", train=train, **settings)  # what compare checks before the first run
     assert len(settings["arms"]) >= 4 and len(settings["seeds"]) >= 3 and settings["steps"] >= 60
     grpo = train["grpo"]
     assert settings["num_generations"] >= 8
     assert grpo["per_device_train_batch_size"] * grpo["gradient_accumulation_steps"] // settings["num_generations"] >= 4
     assert settings["baseline"] == "uniform-all" and settings["eval"]["samples"] >= 4
     assert settings["primary"] == "heldout" and "gsm8k:100" in settings["benchmarks"]
+    assert settings["workers"] == 2  # two runs at once, one core each

@@ -488,6 +488,46 @@ def run_unit(settings: CompareSettings, unit: Unit, jobs: StudyJobs) -> None:
     _evaluate_arm(settings, arm, seed, directory, label, jobs)
 
 
+def study_status(settings: CompareSettings) -> list[dict]:
+    """Where a long study stands, unit by unit, from its files alone (nothing runs): the state, the training
+    step reached, the learning-curve points evaluated, and for finished units the final accuracy on every
+    eval set and the mean zero-advantage share. Only files written with the study's current settings count."""
+    from curriculum.evaluation import read_eval
+
+    out, rows = Path(settings.out), []
+    for name, seed in study_units(settings):
+        if name == BASE:
+            path = out / BASE / FINAL_EVAL
+            done = path.exists() and read_eval(path).get("fingerprint") == settings.fingerprint("base")
+            rows.append({"unit": BASE, "state": "done" if done else "not started", "step": 0, "evaluated": int(done),
+                         "points": 1, "accuracy": _final_accuracy(path) if done else {}, "zero_adv_share": None})
+            continue
+        arm, directory = settings.arm(name), arm_dir(out, name, seed)
+        steps = [*settings.checkpoint_steps(), None]
+        evaluated = sum(1 for step in steps if (path := eval_path(directory, step)).exists()
+                        and read_eval(path).get("fingerprint") == settings.fingerprint("eval", arm, seed, step=step))
+        marker = directory / DONE
+        trained = marker.exists() and json.loads(marker.read_text()).get("fingerprint") == settings.fingerprint(
+            "train", arm, seed)
+        metrics = reports.read_metrics(directory / METRICS) if (directory / METRICS).exists() else []
+        step = max((int(row["step"]) for row in metrics if "step" in row), default=0)
+        state = ("done" if trained and evaluated == len(steps) else "evaluating" if trained
+                 else f"training ({step}/{settings.steps})" if metrics else "not started")
+        _, shares = zero_advantage(directory) if metrics else ([], [])
+        rows.append({"unit": f"{name}/seed-{seed}", "state": state, "step": settings.steps if trained else step,
+                     "evaluated": evaluated, "points": len(steps),
+                     "accuracy": _final_accuracy(eval_path(directory, None)) if state == "done" else {},
+                     "zero_adv_share": float(np.mean(shares)) if shares else None})
+    return rows
+
+
+def _final_accuracy(path: Path) -> dict:
+    """Eval set -> avg@k (0-1) of one evaluation file."""
+    from curriculum.evaluation import read_eval
+
+    return {name: m["avg_at_k"] for name, m in read_eval(path)["benchmarks"].items()}
+
+
 def _check_before_training(settings: CompareSettings) -> None:
     """Fail before the first arm trains (hours in) if any buckets dataset, arm recipe or scores parquet is bad."""
     from curriculum.training.run import load_buckets
@@ -792,17 +832,13 @@ def zero_advantage(directory: Path) -> tuple[list[float], list[float]]:
 
 def summarize_comparison(settings: CompareSettings) -> dict:
     """comparison.json: settings, compute per arm, accuracy per arm with intervals, differences, the study."""
-    from curriculum.evaluation import read_eval
 
     out = Path(settings.out)
     arms, evals = _collect_runs(settings, out)
     benchmarks = list(evals[settings.baseline][0]["benchmarks"])
     accuracy = _pooled_accuracy(settings, evals, benchmarks)
     differences = _differences_to_baseline(settings, evals, benchmarks)
-    base = None
-    if (out / BASE / FINAL_EVAL).exists():
-        base_result = read_eval(out / BASE / FINAL_EVAL)
-        base = {name: m["avg_at_k"] for name, m in base_result["benchmarks"].items()}
+    base = _final_accuracy(out / BASE / FINAL_EVAL) if (out / BASE / FINAL_EVAL).exists() else None
     first = evals[settings.baseline][0]
     return {
         "settings": _settings_record(settings, benchmarks),

@@ -373,6 +373,32 @@ def test_core_slots_split_the_cores_and_refuse_more_workers_than_cores():
         CompareSettings(buckets="b", out="o", workers=0)
 
 
+def test_status_shows_where_a_study_stands_unit_by_unit(study, tmp_path):
+    root, command, _ = study
+    done = CliRunner().invoke(cli, [*command, "--status"])
+    assert done.exit_code == 0, done.output
+    assert "7/7 units done" in done.output and "mini" in done.output
+    status = json.loads((root / "out" / "status.json").read_text())
+    assert [row["state"] for row in status["units"]] == ["done"] * 7
+    assert all(row["evaluated"] == row["points"] == (1 if row["unit"] == "base" else 2) for row in status["units"])
+    # a copy of the study with one run cut back to its first checkpoint, and its final evaluation gone
+    copy = tmp_path / "out"
+    shutil.copytree(root / "out", copy)
+    directory = copy / "linear-online" / "seed-1"
+    (directory / DONE).unlink()
+    (directory / "eval.json").unlink()
+    metrics = (directory / "metrics.jsonl").read_text().splitlines()
+    (directory / "metrics.jsonl").write_text("\n".join(line for line in metrics if '"step": 2' not in line) + "\n")
+    shutil.rmtree(copy / "uniform-all" / "seed-1")
+    partial = CliRunner().invoke(cli, [*command[:command.index("--out")], "--out", str(copy), "--status"])
+    assert partial.exit_code == 0, partial.output
+    states = {row["unit"]: row for row in json.loads((copy / "status.json").read_text())["units"]}
+    assert states["uniform-all/seed-1"]["state"] == "not started"
+    assert states["linear-online/seed-1"]["state"] == "training (1/2)" and states["linear-online/seed-1"]["evaluated"] == 1
+    assert states["linear-online/seed-1"]["accuracy"] == {}
+    assert "5/7 units done; rerun without --status to continue" in partial.output
+
+
 def test_report_only_rewrites_the_study_json(study, tmp_path):
     root, _, _ = study
     result = CliRunner().invoke(cli, ["compare", "--out", str(root / "out"), "--report-only",

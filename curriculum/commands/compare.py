@@ -70,11 +70,14 @@ def _seeds(ctx, param, value: str) -> list[int]:
               help="Runs trained at once, each in its own process on its share of the cores (on a 2-core CPU, "
                    "2 runs of 1 thread each finish a study sooner than 1 run of 2 threads: reports/bench_workers.md). "
                    "Each writes its progress to <out>/<arm>/seed-<s>/worker.log.")
+@click.option("--status", is_flag=True,
+              help="Only show where the study stands, unit by unit (state, step, curve points evaluated, final "
+                   "accuracy), from its files; also written to <out>/status.json. Runs nothing.")
 @click.option("--report-only", is_flag=True, help="Only re-render the report from an existing comparison.json.")
 @click.pass_context
 def compare(ctx, config_path, buckets, model, schedules, baseline, steps, seeds, num_generations, eval_every, scores,
             assignments, benchmarks, heldout, primary, samples, limit, eval_max_tokens, eval_temperature, eval_seed,
-            eval_engine, no_base, data_dir, out, study_json, keep_optimizer_state, workers, report_only):
+            eval_engine, no_base, data_dir, out, study_json, keep_optimizer_state, workers, status, report_only):
     """Compare curriculum arms at identical compute: a study from one command.
 
     An arm is a name and what its training does differently: schedule, schedule_options, online_difficulty,
@@ -127,6 +130,9 @@ def compare(ctx, config_path, buckets, model, schedules, baseline, steps, seeds,
                ("max_tokens", "eval_max_tokens", eval_max_tokens),
                ("temperature", "eval_temperature", eval_temperature), ("seed", "eval_seed", eval_seed))
     settings = _settings(ctx, config_path, assignments, schedules, out, cli, harness)
+    if status:
+        _status(settings, out)
+        return
     _run(settings, out, study_json)
 
 
@@ -226,6 +232,26 @@ def _run(settings, out: Path, study_json: Path | None) -> None:
     _print(comparison)
     click.echo(f"\nreport: {Path(out) / 'report' / 'report.md'} (single file: {Path(out) / 'report' / 'report.html'})"
                f"; study: {study_json or Path(out) / lib.STUDY}")
+
+
+def _status(settings, out: Path) -> None:
+    """--status: one row per unit, then the totals; status.json beside the study."""
+    import json
+
+    from curriculum import compare as lib
+    from curriculum.reports import fmt_interval
+
+    rows = lib.study_status(settings)
+    sets = list(dict.fromkeys(name for row in rows for name in row["accuracy"]))
+    print_table(["unit", "state", "step", "curve points", *sets, "zero-adv share"],
+                [[row["unit"], row["state"], row["step"], f"{row['evaluated']}/{row['points']}",
+                  *(fmt_interval(row["accuracy"][name]) if name in row["accuracy"] else "–" for name in sets),
+                  "–" if row["zero_adv_share"] is None else f"{row['zero_adv_share']:.2f}"] for row in rows])
+    done = sum(row["state"] == "done" for row in rows)
+    click.echo(f"{done}/{len(rows)} units done" + ("" if done == len(rows) else "; rerun without --status to continue"))
+    if Path(out).is_dir():  # a study not yet started gets no directory from a look at it
+        (Path(out) / "status.json").write_text(json.dumps({"units": rows, "done": done, "total": len(rows)}, indent=2)
+                                               + "\n")
 
 
 def _shared_recipe(recipe) -> dict:

@@ -175,6 +175,8 @@ class CompareSettings:
     workers: int = 1  # runs trained at once, each in its own process on its share of the cores
 
     def __post_init__(self) -> None:
+        if isinstance(self.eval, dict):  # as a study file writes it
+            self.eval = EvalSettings(**self.eval)
         if self.arms is None:
             if len(set(self.schedules)) != len(self.schedules) or len(self.schedules) < 2:
                 raise CompareError(f"need at least two distinct schedules, got {self.schedules}")

@@ -101,6 +101,7 @@ def run_units_in_parallel(settings: CompareSettings, units: list[Unit], *, emit:
     raise CompareError naming every failed unit and its log once the others are done."""
     slots = core_slots(settings.workers)
     settings_path = Path(settings.out) / SETTINGS_FILE
+    settings_path.parent.mkdir(parents=True, exist_ok=True)
     settings_path.write_bytes(pickle.dumps(settings))
     pending, running, failed, walls = list(units), {}, [], []
     emit("study", f"{len(units)} units on {len(slots)} workers (cores {' | '.join(','.join(map(str, s)) for s in slots)});"

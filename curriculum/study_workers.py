@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 import subprocess
 import sys
 import time
@@ -50,9 +51,19 @@ def worker_environment(cores: list[int], base: dict[str, str] | None = None) -> 
     threads = str(len(cores))
     env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, TOKENIZERS_PARALLELISM="false",
                VLLM_CPU_OMP_THREADS_BIND=",".join(map(str, cores)), CURRICULUM_WORKER_CORES=",".join(map(str, cores)))
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
         env.pop(name, None)  # a child is one training process, whatever launched the parent
+    # Its own rendezvous port: TRL's colocate engine opens a process group on MASTER_PORT, and when unset it
+    # picks the first free port of a fixed list, so two children starting together both took 29500.
+    env.update(MASTER_ADDR="localhost", MASTER_PORT=str(free_port()))
     return env
+
+
+def free_port() -> int:
+    """A TCP port free now (the OS's choice), for one child's process group."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
 
 
 def unit_directory(settings: CompareSettings, unit: Unit) -> Path:

@@ -369,6 +369,8 @@ def test_core_slots_split_the_cores_and_refuse_more_workers_than_cores():
     env = worker_environment([2, 3], {"RANK": "1", "WORLD_SIZE": "2", "PATH": "/bin"})
     assert env["OMP_NUM_THREADS"] == "2" and env["VLLM_CPU_OMP_THREADS_BIND"] == "2,3"
     assert "RANK" not in env and "WORLD_SIZE" not in env and env["PATH"] == "/bin"
+    ports = {worker_environment([core])["MASTER_PORT"] for core in (0, 1)}
+    assert len(ports) == 2 and env["MASTER_ADDR"] == "localhost"  # each child its own rendezvous port
     with pytest.raises(CompareError, match="workers must be a positive integer"):
         CompareSettings(buckets="b", out="o", workers=0)
 

@@ -42,6 +42,22 @@ def test_on_sets_colocate_vllm_with_a_bounded_context(monkeypatch):
     assert plan.grpo_values == {"use_vllm": True, "vllm_mode": "colocate", "vllm_max_model_length": 416}
 
 
+def test_truncated_sampling_turns_off_the_biased_importance_correction(monkeypatch):
+    """vLLM's log-probs after top-p are renormalised over the nucleus, the policy's are not: TRL's correction would
+    shrink every sequence by its kept mass, so the engine path turns it off, unless the recipe sets it."""
+    monkeypatch.setattr(fg, "unavailable_reason", lambda: None)
+    plan = fg.plan_fast_generation("on", {"top_p": 0.95, "top_k": 20})
+    assert plan.grpo_values["vllm_importance_sampling_correction"] is False
+    assert "top_p 0.95, top_k 20" in plan.note and "\n" not in plan.note
+    assert "vllm_importance_sampling_correction" not in fg.plan_fast_generation("on", {"top_p": 1.0}).grpo_values
+    assert "vllm_importance_sampling_correction" not in fg.plan_fast_generation("on", {}).grpo_values
+    kept = fg.plan_fast_generation("on", {"top_p": 0.9, "vllm_importance_sampling_correction": True})
+    assert "vllm_importance_sampling_correction" not in kept.grpo_values  # the recipe said what it wants
+    gpu = fg.plan_fast_generation("auto", {"use_vllm": True, "min_p": 0.05})
+    assert not gpu.enabled and gpu.grpo_values == {} and "min_p 0.05" in gpu.note and "#6789" in gpu.note
+    assert fg.plan_fast_generation("auto", {"use_vllm": True, "top_p": 1.0}).note is None
+
+
 @pytest.mark.parametrize("mode", ["on", "auto"])
 def test_without_vllm_the_plan_falls_back_with_one_line(monkeypatch, mode):
     monkeypatch.setattr(fg, "unavailable_reason", lambda: "vLLM is not installed (No module named 'vllm')")

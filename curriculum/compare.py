@@ -452,8 +452,8 @@ def run_compare(settings: CompareSettings, *, on_event: Event | None = None,
 
         run_units_in_parallel(settings, units, emit=emit)
     else:
-        jobs = StudyJobs(settings, len(units) + len(settings.arms) * len(settings.seeds)
-                     * (len(settings.checkpoint_steps()) + 1), emit=emit, on_progress=on_progress)
+        evaluations = len(settings.arms) * len(settings.seeds) * (len(settings.checkpoint_steps()) + 1)
+        jobs = StudyJobs(settings, len(units) + evaluations, emit=emit, on_progress=on_progress)
         for unit in units:
             run_unit(settings, unit, jobs)
     comparison = summarize_comparison(settings)

@@ -134,8 +134,9 @@ def plan_fast_generation(mode: Any, grpo: dict, *, max_prompt_length: int | None
         False
     """
     mode = normalize_mode(mode)
-    if grpo.get("use_vllm") and truncated_sampling_bias(grpo):
-        return FastGenerationPlan(enabled=False, note=TRUNCATION_WARNING.format(what=truncated_sampling_bias(grpo)))
+    truncation = truncated_sampling_bias(grpo)
+    if grpo.get("use_vllm") and truncation:
+        return FastGenerationPlan(enabled=False, note=TRUNCATION_WARNING.format(what=truncation))
     if mode == "off" or "use_vllm" in grpo:
         return FastGenerationPlan(enabled=False)
     reason = unavailable_reason()
@@ -155,11 +156,10 @@ def plan_fast_generation(mode: Any, grpo: dict, *, max_prompt_length: int | None
         values["vllm_max_model_length"] = int(max_prompt_length) + int(completion)
     note = ("fast generation: GRPO completions come from vLLM on this CPU (colocate), weights reloaded into it after "
             "every optimizer step")
-    truncation = truncated_sampling_bias(grpo)
     if truncation:
         values["vllm_importance_sampling_correction"] = False
         note += (f"; TRL's importance-sampling correction is off because sampling truncates ({truncation}), which "
-                 "biases it (see truncated_sampling_bias)")
+                 "biases it (TRL issue #6789; README, 'Speed on a CPU')")
     return FastGenerationPlan(enabled=True, grpo_values=values, note=note)
 
 
@@ -181,7 +181,7 @@ def truncated_sampling_bias(grpo: dict) -> str | None:
     if "vllm_importance_sampling_correction" in grpo:
         return None
     parts = []
-    if float(grpo.get("top_p", 1.0) if grpo.get("top_p") is not None else 1.0) < 1.0:
+    if grpo.get("top_p") is not None and float(grpo["top_p"]) < 1.0:
         parts.append(f"top_p {grpo['top_p']}")
     if int(grpo.get("top_k") or 0) > 0:
         parts.append(f"top_k {grpo['top_k']}")

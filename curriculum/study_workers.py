@@ -1,8 +1,10 @@
 """Several runs of a study at once, each in its own process on its own cores (`compare --workers N`).
 
-Why: one GRPO run of a small model does not keep every core of a small CPU busy (its matmuls are too small
-to split well across threads; measured in reports/bench_workers.md), so a study of many runs finishes
-sooner with runs side by side, each pinned to its share of the cores. Each unit of the study (the untrained
+Why: a study is many independent runs, and one run does not always use every core well. On the 2-core test
+machine (reports/bench_workers.md), two one-core evaluations of SmolLM2-135M finish 1.30x as many
+completions per second as one two-core evaluation, while training scales to both cores (two one-core runs
+reach only 0.88x the steps per second): about 1.1x for a study's mix. More cores per machine, or models
+small enough that a run cannot use them, make the case stronger. Each unit of the study (the untrained
 model's evaluation, or one arm and seed: training, then its learning curve) runs in a fresh interpreter, so
 no memory or inference engine is carried from one run to the next, and it does exactly what the serial path
 does (`compare.run_unit`): the same files, fingerprints and resume.

@@ -494,20 +494,19 @@ def study_status(settings: CompareSettings) -> list[dict]:
     """Where a long study stands, unit by unit, from its files alone (nothing runs): the state, the training
     step reached, the learning-curve points evaluated, and for finished units the final accuracy on every
     eval set and the mean zero-advantage share. Only files written with the study's current settings count."""
-    from curriculum.evaluation import read_eval
 
     out, rows = Path(settings.out), []
     for name, seed in study_units(settings):
         if name == BASE:
             path = out / BASE / FINAL_EVAL
-            done = path.exists() and read_eval(path).get("fingerprint") == settings.fingerprint("base")
+            done = eval_is_current(path, settings.fingerprint("base"))
             rows.append({"unit": BASE, "state": "done" if done else "not started", "step": 0, "evaluated": int(done),
                          "points": 1, "accuracy": _final_accuracy(path) if done else {}, "zero_adv_share": None})
             continue
         arm, directory = settings.arm(name), arm_dir(out, name, seed)
         steps = [*settings.checkpoint_steps(), None]
-        evaluated = sum(1 for step in steps if (path := eval_path(directory, step)).exists()
-                        and read_eval(path).get("fingerprint") == settings.fingerprint("eval", arm, seed, step=step))
+        evaluated = sum(eval_is_current(eval_path(directory, step), settings.fingerprint("eval", arm, seed, step=step))
+                        for step in steps)
         marker = directory / DONE
         trained = marker.exists() and json.loads(marker.read_text()).get("fingerprint") == settings.fingerprint(
             "train", arm, seed)
@@ -521,6 +520,13 @@ def study_status(settings: CompareSettings) -> list[dict]:
                      "accuracy": _final_accuracy(eval_path(directory, None)) if state == "done" else {},
                      "zero_adv_share": float(np.mean(shares)) if shares else None})
     return rows
+
+
+def eval_is_current(path: Path, fingerprint: str) -> bool:
+    """Whether an evaluation file exists and was written with these settings (a rerun skips it)."""
+    from curriculum.evaluation import read_eval
+
+    return path.exists() and read_eval(path).get("fingerprint") == fingerprint
 
 
 def _final_accuracy(path: Path) -> dict:
@@ -556,10 +562,10 @@ class StudyJobs:
         return f"[{self.done}/{self.total}]" if self.total else f"[{self.done}]"
 
     def evaluate(self, path: Path, model: str, fingerprint: str, arm: str, what: str) -> None:
-        from curriculum.evaluation import evaluate, read_eval, samples_path_for, write_eval
+        from curriculum.evaluation import evaluate, samples_path_for, write_eval
 
         settings, counter = self.settings, self.next()
-        if path.exists() and read_eval(path).get("fingerprint") == fingerprint:
+        if eval_is_current(path, fingerprint):
             self.emit(arm, f"{counter} evaluation of {what} already done")
             return
         self.emit(arm, f"{counter} evaluating {what}")
@@ -574,13 +580,12 @@ class StudyJobs:
 def _evaluate_arm(settings: CompareSettings, arm: Arm, seed: int, directory: Path, label: str, jobs: StudyJobs) -> None:
     """Evaluate one trained run along its learning curve (every checkpoint, then the final model), dropping the
     optimizer state of each evaluated checkpoint unless asked to keep it."""
-    from curriculum.evaluation import read_eval
 
     for step in settings.checkpoint_steps():
         checkpoint = directory / f"checkpoint-{step}"
         path = eval_path(directory, step)
         fingerprint = settings.fingerprint("eval", arm, seed, step=step)
-        if not checkpoint.is_dir() and not (path.exists() and read_eval(path).get("fingerprint") == fingerprint):
+        if not checkpoint.is_dir() and not eval_is_current(path, fingerprint):
             raise CompareError(f"{checkpoint} is missing, so step {step} cannot be evaluated; delete "
                                f"{directory} to train this arm again")
         jobs.evaluate(path, str(checkpoint), fingerprint, label, f"checkpoint-{step}")

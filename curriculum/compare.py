@@ -849,7 +849,8 @@ def summarize_comparison(settings: CompareSettings) -> dict:
     first = evals[settings.baseline][0]
     return {
         "settings": _settings_record(settings, benchmarks),
-        "harness": {"engine": first.get("engine"), "sampling": first.get("sampling"), "k": first.get("k"),
+        "harness": {"engine": first.get("engine"), "engine_decoders": _engine_decoders(settings, out),
+                    "sampling": first.get("sampling"), "k": first.get("k"),
                     "limit": first.get("limit"), "seed": first.get("seed")},
         "compute": _compute_totals(arms),
         "arms": arms,
@@ -858,6 +859,16 @@ def summarize_comparison(settings: CompareSettings) -> dict:
         "differences": differences,
         "study": study_statistics(settings, arms, accuracy, differences, benchmarks),
     }
+
+
+def _engine_decoders(settings: CompareSettings, out: Path) -> list[str]:
+    """The sampling loops named by the study's evaluation files ('unrecorded' for files from before the
+    record): one name means every number came from the same loop."""
+    from curriculum.evaluation import read_eval
+
+    paths = [out / BASE / FINAL_EVAL] + [eval_path(arm_dir(out, arm.name, seed), step) for arm in settings.arms
+                                         for seed in settings.seeds for step in [*settings.checkpoint_steps(), None]]
+    return sorted({read_eval(path).get("engine_decoder") or "unrecorded" for path in paths if path.exists()})
 
 
 def _collect_runs(settings: CompareSettings, out: Path) -> tuple[list[dict], dict[str, list[dict]]]:
@@ -1335,6 +1346,12 @@ def _report_harness(doc: reports.Document, s: dict, harness: dict, k) -> None:
         f"top_p {sampling.get('top_p')}, max_tokens {sampling.get('max_tokens')}, seed {harness.get('seed')}: "
         "identical for every arm and checkpoint."
     )
+    decoders = harness.get("engine_decoders") or []
+    if len(decoders) == 1:
+        doc.text(f"Every evaluation file names the same sampling loop: {decoders[0]}.")
+    elif decoders:
+        doc.text(f"**The evaluation files name different sampling loops** ({'; '.join(decoders)}): the same "
+                 "settings, but not the same code; delete the older files and rerun to evaluate them again.")
 
 
 def _spec(value) -> str:

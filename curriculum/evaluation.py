@@ -280,8 +280,9 @@ def evaluate(
         runner.close()
         if sample_file:
             sample_file.close()
-    return {**_run_record(model, engine, engine_options, dtype, sampling, settings, template),
-            "benchmarks": results, "timing": {"wall_s": round(time.perf_counter() - started, 2)}}
+    record = _run_record(model, engine, engine_options, dtype, sampling, settings, template)
+    record["engine_decoder"] = getattr(runner, "decoder", None)  # how the engine samples, when it says
+    return {**record, "benchmarks": results, "timing": {"wall_s": round(time.perf_counter() - started, 2)}}
 
 
 def _eval_sets(benchmarks: Sequence[str], buckets: str | Path | None, *, buckets_split: str | None,

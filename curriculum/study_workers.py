@@ -11,16 +11,21 @@ does (`compare.run_unit`): the same files, fingerprints and resume.
 
 A child writes its narration and progress bars to `<unit>/worker.log`; the parent prints one line when a
 unit starts and ends, with the study's progress and an ETA. A failed unit does not stop the others; the
-parent reports it after they finish, and a rerun continues where everything stopped.
+parent reports it after they finish, and a rerun continues where everything stopped. Stopping the parent
+stops its workers: on SIGTERM or SIGHUP it terminates them, and a worker whose parent is gone (even killed
+with SIGKILL) exits by itself, so a rerun never finds an old worker still writing the same unit's files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,6 +34,7 @@ from curriculum.compare import BASE, CompareError, CompareSettings, Event, Unit,
 SETTINGS_FILE = ".workers-settings.pkl"
 LOG = "worker.log"
 POLL_S = 2.0
+PARENT_PID = "CURRICULUM_STUDY_PID"  # set in a worker's environment: the study process it belongs to
 
 
 def core_slots(workers: int, cores: list[int] | None = None) -> list[list[int]]:
@@ -58,6 +64,7 @@ def worker_environment(cores: list[int], base: dict[str, str] | None = None) -> 
     # Its own rendezvous port: TRL's colocate engine opens a process group on MASTER_PORT, and when unset it
     # picks the first free port of a fixed list, so two children starting together both took 29500.
     env.update(MASTER_ADDR="localhost", MASTER_PORT=str(free_port()))
+    env[PARENT_PID] = str(os.getpid())
     return env
 
 
@@ -119,38 +126,75 @@ def run_units_in_parallel(settings: CompareSettings, units: list[Unit], *, emit:
     pending, running, failed, walls = list(units), {}, [], []
     emit("study", f"{len(units)} units on {len(slots)} workers (cores {' | '.join(','.join(map(str, s)) for s in slots)});"
                   f" each writes its progress to <unit>/{LOG}")
-    try:
-        while pending or running:
-            for index, cores in enumerate(slots):
-                if index not in running and pending:
-                    unit = pending.pop(0)
-                    running[index] = _Child(unit, cores, settings_path, unit_directory(settings, unit) / LOG)
-                    emit(unit_label(unit), f"started on cores {','.join(map(str, cores))} "
-                                           f"(log: {running[index].log})")
-            time.sleep(POLL_S)
-            for index, child in list(running.items()):
-                code = child.poll()
-                if code is None:
-                    continue
-                del running[index]
-                wall = time.perf_counter() - child.began
-                if code == 0:
-                    walls.append(wall)
-                    done = len(units) - len(pending) - len(running) - len(failed)
-                    emit(unit_label(child.unit), f"finished in {wall / 60:.1f} min ({done}/{len(units)} units; "
-                                                 f"{_eta(walls, len(pending) + len(running), len(slots))})")
-                else:
-                    failed.append(child)
-                    emit(unit_label(child.unit), f"failed (exit {code}): {_last_line(child.log)}")
-    except BaseException:
-        for child in running.values():
-            child.stop()
-        raise
-    finally:
-        settings_path.unlink(missing_ok=True)
+    with _signals_stop_the_study():
+        try:
+            while pending or running:
+                for index, cores in enumerate(slots):
+                    if index not in running and pending:
+                        unit = pending.pop(0)
+                        running[index] = _Child(unit, cores, settings_path, unit_directory(settings, unit) / LOG)
+                        emit(unit_label(unit), f"started on cores {','.join(map(str, cores))} "
+                                               f"(log: {running[index].log})")
+                time.sleep(POLL_S)
+                for index, child in list(running.items()):
+                    code = child.poll()
+                    if code is None:
+                        continue
+                    del running[index]
+                    wall = time.perf_counter() - child.began
+                    if code == 0:
+                        walls.append(wall)
+                        done = len(units) - len(pending) - len(running) - len(failed)
+                        emit(unit_label(child.unit), f"finished in {wall / 60:.1f} min ({done}/{len(units)} units; "
+                                                     f"{_eta(walls, len(pending) + len(running), len(slots))})")
+                    else:
+                        failed.append(child)
+                        emit(unit_label(child.unit), f"failed (exit {code}): {_last_line(child.log)}")
+        except BaseException:
+            for child in running.values():
+                child.stop()
+            raise
+        finally:
+            settings_path.unlink(missing_ok=True)
     if failed:
         raise CompareError("; ".join(f"{unit_label(c.unit)} failed: {_last_line(c.log)} (log: {c.log})"
                                      for c in failed))
+
+
+@contextlib.contextmanager
+def _signals_stop_the_study():
+    """While workers run, SIGTERM and SIGHUP (a `kill`, a closed terminal) raise SystemExit, so the parent's
+    cleanup terminates its workers instead of dying alone and leaving them running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; a worker still exits when its parent is gone
+        return
+
+    def stop(number, _frame):
+        raise SystemExit(128 + number)
+
+    # a signal someone chose to ignore stays ignored: `nohup curriculum compare ...` must survive its terminal
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGHUP)
+                if signal.getsignal(number) is signal.SIG_DFL}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def exit_with_parent(poll_s: float = POLL_S) -> None:
+    """In a worker: exit as soon as the study process that started it is gone (a watcher thread). A killed
+    parent cannot terminate its workers, and an orphaned one would keep training beside the rerun's."""
+    parent = int(os.environ.get(PARENT_PID) or 0)
+    if not parent:
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _eta(walls: list[float], remaining: int, workers: int) -> str:
@@ -187,6 +231,7 @@ def _child_main(settings_path: str, name: str, seed: str) -> None:
     from curriculum.compare import StudyJobs, run_unit
     from curriculum.progress import CountingBar
 
+    exit_with_parent()
     pin_to_assigned_cores()
     settings: CompareSettings = pickle.loads(Path(settings_path).read_bytes())
     unit: Unit = (name, None if seed == "None" else int(seed))

@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -86,6 +91,24 @@ def test_one_harness_and_a_paired_difference(compared):
     accuracy = comparison["accuracy"]
     assert diff["mean"] == pytest.approx(accuracy["linear"]["mini"]["mean"] - accuracy["uniform"]["mini"]["mean"])
     assert diff["ci_low"] <= diff["mean"] <= diff["ci_high"] and "significant" in diff
+    assert comparison["harness"]["engine_decoders"] == [evals[0]["engine_decoder"]] and evals[0]["engine_decoder"]
+
+
+def test_report_says_when_evaluations_came_from_different_sampling_loops(compared, tmp_path):
+    # an eval file from before the loop was recorded (or from another loop) must not pass as the same harness
+    root, bench, _, _ = compared
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    assert "names the same sampling loop" in (out / "report" / "report.md").read_text()
+    path = out / "linear" / "seed-0" / "eval.json"
+    old = json.loads(path.read_text())
+    old.pop("engine_decoder")
+    path.write_text(json.dumps(old))
+    model = json.loads((out / "comparison.json").read_text())["settings"]["model"]
+    run_compare(_settings(root, bench, model, out=str(out)))
+    assert "engine_decoder" not in json.loads(path.read_text())  # the same settings: not evaluated again
+    report = (out / "report" / "report.md").read_text()
+    assert "different sampling loops" in report and "unrecorded" in report
 
 
 def test_report_shows_curves_accuracy_difference_and_compute(compared):
@@ -358,6 +381,53 @@ def test_a_failed_worker_names_its_unit_and_log_and_the_others_finish(study, tmp
     with pytest.raises(CompareError, match=r"nope/seed-0 failed: .*no arm named 'nope'.* \(log: .*worker.log\)"):
         run_units_in_parallel(settings, [("base", None), ("nope", 0)], emit=lambda unit, message: None)
     assert (tmp_path / "out" / "base" / "eval.json").exists()  # the other unit finished
+
+
+def _workers_of(parent: int) -> set[int]:
+    """The pids of the study workers `parent` started (from /proc: no extra dependency)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == parent and b"study_workers" in (stat.parent / "cmdline").read_bytes():
+                found.add(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue  # a process that ended while we looked
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@two_cores
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_stopping_the_study_stops_its_workers(study, tmp_path, how):
+    """A stopped `compare` must not leave workers running: a rerun would start the same units beside them.
+    SIGTERM: the parent terminates them; SIGKILL: they notice their parent is gone and exit."""
+    root, command, _ = study
+    long = tmp_path / "long.yaml"  # runs that outlast the test's patience, unless they are stopped
+    long.write_text((root / "study.yaml").read_text().replace("steps: 2\n", "steps: 1000\n")
+                    .replace("eval_every: 1\n", "eval_every: 500\n"))
+    command = ["compare", "--config", str(long), "--out", str(tmp_path / "out"), "--workers", "2"]
+    parent = subprocess.Popen([sys.executable, "-c", "from curriculum.cli import main; main()", *command],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: set[int] = set()
+    for _ in range(600):
+        workers = _workers_of(parent.pid)
+        if len(workers) == 2 or parent.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert len(workers) == 2, "the study did not start two workers"
+    parent.send_signal(how)
+    assert parent.wait(timeout=60) != 0
+    deadline = time.monotonic() + 10  # the parent's cleanup, or a worker's check every POLL_S seconds
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers), "a worker outlived its study"
 
 
 def test_core_slots_split_the_cores_and_refuse_more_workers_than_cores():

@@ -123,3 +123,59 @@ def test_dtype_names_and_the_cpu_default(tiny_model_dir):
         _pick_dtype("fp33", cpu)
     assert _pick_dtype(None, cpu) == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
     assert HFEngine(str(tiny_model_dir), dtype="fp32").model.dtype == torch.float32
+
+
+
+def _plain_tokens(engine, messages_list, n, sampling):
+    """`model.generate` on every prompt repeated n times, left padded: the reference for the engine's loop."""
+    import torch
+
+    rows = [engine.encode(messages) for messages in messages_list for _ in range(n)]
+    width = max(map(len, rows))
+    ids = torch.tensor([[engine.pad_id] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    torch.manual_seed(sampling.seed)
+    output = engine.model.generate(input_ids=ids, attention_mask=mask, generation_config=engine._generation_config(sampling))
+    return [row[width:].tolist() for row in output]
+
+
+def test_own_sampling_loop_draws_what_generate_draws_with_the_same_seed(tiny_model_dir):
+    # temperature and top-p as transformers applies them: with one batch of equal-length prompts and no row
+    # leaving the batch (max_tokens <= the drop interval), the same seed gives the same tokens
+    from curriculum.rollout.hf import _DROP_FINISHED_EVERY
+
+    engine = HFEngine(str(tiny_model_dir), batch_size=64, dtype="fp32")
+    same_length = [DEFAULT_TEMPLATE.messages(p) for p in ("What is 1 + 1?", "What is 3 + 4?", "What is 5 + 2?")]
+    for sampling in (Sampling(temperature=0.9, top_p=0.8, max_tokens=_DROP_FINISHED_EVERY, seed=3),
+                     Sampling(temperature=1.3, top_p=1.0, max_tokens=_DROP_FINISHED_EVERY, seed=4)):
+        ours = [c.text for group in engine.generate(same_length, 4, sampling) for c in group]
+        reference = [engine._completion(row, sampling.max_tokens).text
+                     for row in _plain_tokens(engine, same_length, 4, sampling)]
+        assert ours == reference
+        assert len(set(ours)) > 1  # really sampled, not one greedy answer repeated
+
+
+def test_rows_that_finish_early_leave_the_batch_without_changing_the_others(tiny_model_dir, monkeypatch):
+    # The tiny model's small random weights give every prompt the same greedy answer; redrawn larger, its
+    # answers depend on the prompt and end (at its end-of-sequence token) after different numbers of steps.
+    # Dropping finished rows every step, every 3 steps, or never must give the same greedy answers, and each
+    # must match plain `generate` of that prompt alone.
+    import torch
+
+    engine = HFEngine(str(tiny_model_dir), batch_size=64, dtype="fp32")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for weight in (p for p in engine.model.parameters() if p.dim() == 2):
+            weight.normal_(0.0, 0.3)
+    greedy = Sampling(temperature=0.0, max_tokens=12)
+    answers = {}
+    for every in (1, 3, 1000):
+        monkeypatch.setattr("curriculum.rollout.hf._DROP_FINISHED_EVERY", every)
+        answers[every] = [(c.text, c.num_tokens, c.finish_reason) for g in engine.generate(prompts(), 2, greedy)
+                          for c in g]
+    assert answers[1] == answers[3] == answers[1000]
+    lengths = sorted({num_tokens for _, num_tokens, reason in answers[1] if reason == "stop"})
+    assert len(lengths) >= 3 and lengths[-1] > 3  # rows ended at different steps, some after a drop
+    for index, messages in enumerate(prompts()):
+        alone = engine._completion(_plain_tokens(engine, [messages], 1, greedy)[0], 12)
+        assert answers[1][2 * index][:2] == answers[1][2 * index + 1][:2] == (alone.text, alone.num_tokens)

@@ -5,8 +5,9 @@ hardware idle. Two batching strategies, both from transformers:
 
 - `padded`: prompts sorted by length (so a batch wastes little padding), left padded, generated with the KV
   cache in batches of `batch_size` sequences (derived from free memory unless given). Each prompt goes
-  through the model once and its cache is copied to its n samples, instead of n prompt passes; on CPU the
-  grouped-query attention heads stay grouped inside torch's SDPA (see `_register_gqa_sdpa`).
+  through the model once and its cache is copied to its n samples, instead of n prompt passes; finished
+  samples leave the batch as it goes (`_sample_rows`); on CPU the grouped-query attention heads stay
+  grouped inside torch's SDPA (see `_register_gqa_sdpa`).
 - `continuous`: transformers' continuous batching (`model.generate_batch`), which refills finished slots
   with waiting sequences, so a sequence that stops early does not hold a slot until the longest one ends.
 
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 BatchMode = Literal["auto", "padded", "continuous"]
 _CPU_MAX_BATCH = 64
 _GPU_MAX_BATCH = 512
+DECODER = "own sampling loop; finished rows leave the batch"  # written into eval records (engine_decoder)
+_DROP_FINISHED_EVERY = 8  # steps between compactions: each one copies the KV cache, so not every step
 
 
 class HFEngine:
@@ -102,6 +105,11 @@ class HFEngine:
                 self.mode = "padded"
         return self._generate_padded(prompt_ids, n, sampling)
 
+    @property
+    def decoder(self) -> str:
+        """How samples are drawn, for the record: eval files say which loop produced them."""
+        return DECODER if self.mode == "padded" else "transformers continuous batching"
+
     def close(self) -> None:
         self.model = None
 
@@ -122,7 +130,7 @@ class HFEngine:
             do_sample=not greedy,
             temperature=None if greedy else sampling.temperature,
             top_p=None if greedy else sampling.top_p,
-            top_k=None,
+            top_k=None if greedy else 0,  # 0, not None: None lets `generate` fill in its default top-k of 50
             max_new_tokens=sampling.max_tokens,
             eos_token_id=self.eos_ids,
             pad_token_id=self.pad_id,
@@ -175,24 +183,24 @@ class HFEngine:
             if batches[-1] and sum(count for *_, count in batches[-1]) + unit[2] > batch:
                 batches.append([])
             batches[-1].append(unit)
-        config = self._generation_config(sampling)
         results: list[list[Completion | None]] = [[None] * n for _ in prompt_ids]
         for chunk in batches:
             generated = self._generate_shared_prompts([prompt_ids[i] for i, _, _ in chunk],
-                                                      [count for *_, count in chunk], config)
+                                                      [count for *_, count in chunk], sampling)
             rows = iter(generated)
             for i, first, count in chunk:
                 for j in range(first, first + count):
                     results[i][j] = self._completion(next(rows), sampling.max_tokens)
         return results  # type: ignore[return-value]
 
-    def _generate_shared_prompts(self, prompts: list[list[int]], counts: list[int], config) -> list[list[int]]:
+    def _generate_shared_prompts(self, prompts: list[list[int]], counts: list[int],
+                                 sampling: Sampling) -> list[list[int]]:
         """Generate `counts[p]` samples of each prompt, running each prompt through the model once.
 
         `generate(num_return_sequences=n)` copies a prompt n times before the first forward pass, so every
         sample pays the prompt again; on CPU, where a 150-token prompt costs more than 128 sampled tokens,
         that is most of the work. Instead the prompts (all but their last token) fill a KV cache once, the
-        cache rows are repeated per sample, and `generate` continues from it.
+        cache rows are repeated per sample, and sampling continues from it (`_sample_rows`).
         """
         import torch
         from transformers import DynamicCache
@@ -205,17 +213,52 @@ class HFEngine:
             attention[row, width - len(ids):] = 1
         input_ids, attention = input_ids.to(self.device), attention.to(self.device)
         expand = torch.repeat_interleave(torch.arange(len(prompts)), torch.tensor(counts)).to(self.device)
-        cache = None
         with torch.inference_mode():
-            if width > 1 and self._can_prefill:
-                cache = DynamicCache(config=self.model.config)
-                positions = (attention.cumsum(-1) - 1).clamp(min=0)
-                self.model(input_ids=input_ids[:, :-1], attention_mask=attention[:, :-1],
-                           position_ids=positions[:, :-1], past_key_values=cache, use_cache=True, logits_to_keep=1)
-                cache.reorder_cache(expand)
-            output = self.model.generate(input_ids=input_ids[expand], attention_mask=attention[expand],
-                                         past_key_values=cache, generation_config=config)
-        return output[:, width:].tolist()
+            if width == 1 or not self._can_prefill:  # an architecture without the hooks: plain `generate`
+                output = self.model.generate(input_ids=input_ids[expand], attention_mask=attention[expand],
+                                             generation_config=self._generation_config(sampling))
+                return output[:, width:].tolist()
+            cache = DynamicCache(config=self.model.config)
+            positions = (attention.cumsum(-1) - 1).clamp(min=0)
+            self.model(input_ids=input_ids[:, :-1], attention_mask=attention[:, :-1],
+                       position_ids=positions[:, :-1], past_key_values=cache, use_cache=True, logits_to_keep=1)
+            cache.reorder_cache(expand)
+            return self._sample_rows(cache, input_ids[expand, -1:], attention[expand], positions[expand, -1:],
+                                     sampling)
+
+    def _sample_rows(self, cache, last_tokens, attention, positions, sampling: Sampling) -> list[list[int]]:
+        """Sample every row to its end-of-sequence or `max_tokens`, dropping finished rows from the batch.
+
+        `generate` keeps a finished row in the batch, fed padding, until the last row ends. After GRPO
+        training completions are short, but one long row in 64 holds the whole batch to `max_tokens`, so
+        most of the compute went to padding (reports/bench_decode.md). Here the finished rows leave the KV
+        cache every `_DROP_FINISHED_EVERY` steps. Sampling is `generate`'s: float32 logits, temperature, then top-p,
+        one multinomial draw per row (greedy at temperature 0); until the first drop the draws are token for
+        token those of `generate` with the same seed.
+        """
+        import torch
+
+        stop = torch.tensor(self.eos_ids, device=self.device)
+        rows = torch.arange(len(last_tokens), device=self.device)
+        out = torch.full((len(rows), sampling.max_tokens), self.pad_id, dtype=torch.long, device=self.device)
+        finished = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
+        tokens = last_tokens
+        for step in range(sampling.max_tokens):
+            logits = self.model(input_ids=tokens, attention_mask=attention, position_ids=positions,
+                                past_key_values=cache, use_cache=True).logits[:, -1, :].float()
+            token = torch.where(finished, self.pad_id, _pick_tokens(logits, sampling))
+            out[rows, step] = token
+            finished |= torch.isin(token, stop)
+            if bool(finished.all()):
+                break
+            tokens, positions = token[:, None], positions + 1
+            attention = torch.cat([attention, attention.new_ones((len(rows), 1))], dim=-1)
+            if (step + 1) % _DROP_FINISHED_EVERY == 0 and bool(finished.any()):
+                live = (~finished).nonzero().squeeze(1)
+                cache.batch_select_indices(live)
+                tokens, positions, attention = tokens[live], positions[live], attention[live]
+                rows, finished = rows[live], finished[live]
+        return out.tolist()
 
     def _generate_continuous(
         self, prompt_ids: list[list[int]], n: int, sampling: Sampling
@@ -293,6 +336,22 @@ def _load_model(path: str, dtype, *, grouped_sdpa: bool):
         except (ValueError, ImportError):
             pass  # an architecture that only takes its built-in attention implementations
     return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+
+
+def _pick_tokens(logits, sampling: Sampling):
+    """One token per row from float32 logits, as `generate` samples: argmax at temperature 0, else
+    temperature, then top-p (the smallest set of tokens holding `top_p` of the mass; never empty)."""
+    import torch
+
+    if sampling.temperature <= 0:
+        return logits.argmax(dim=-1)
+    logits = logits / sampling.temperature
+    if sampling.top_p < 1.0:
+        ordered, order = torch.sort(logits, descending=False)
+        outside = ordered.softmax(dim=-1).cumsum(dim=-1) <= 1 - sampling.top_p
+        outside[..., -1] = False
+        logits = logits.masked_fill(outside.scatter(-1, order, outside), float("-inf"))
+    return torch.multinomial(logits.softmax(dim=-1), num_samples=1).squeeze(1)
 
 
 def _pick_dtype(dtype: str | None, device):

@@ -46,6 +46,9 @@ class LocalServer:
 
             def reply(self, status, payload, headers=None):
                 body = json.dumps(payload).encode()
+                if self.command == "POST":  # done before the client can read the answer and send its next
+                    with server.lock:
+                        server.in_flight -= 1
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -68,18 +71,14 @@ class LocalServer:
                     failure = server.failures.pop(0) if server.failures else None
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                try:
-                    time.sleep(server.delay_s)
-                    if failure:
-                        return self.reply(failure[0], {"error": {"message": "overloaded, try later"}}, failure[1])
-                    if body.get("model") not in server.served:
-                        return self.reply(404, {"error": {"message": f"model {body.get('model')} does not exist"}})
-                    if body["max_tokens"] > 64:
-                        return self.reply(400, {"error": {"message": "max_tokens must be at most 64"}})
-                    self.reply(200, server.complete(self.path, body))
-                finally:
-                    with server.lock:
-                        server.in_flight -= 1
+                time.sleep(server.delay_s)
+                if failure:
+                    return self.reply(failure[0], {"error": {"message": "overloaded, try later"}}, failure[1])
+                if body.get("model") not in server.served:
+                    return self.reply(404, {"error": {"message": f"model {body.get('model')} does not exist"}})
+                if body["max_tokens"] > 64:
+                    return self.reply(400, {"error": {"message": "max_tokens must be at most 64"}})
+                self.reply(200, server.complete(self.path, body))
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"

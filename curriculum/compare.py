@@ -507,9 +507,7 @@ def study_status(settings: CompareSettings) -> list[dict]:
         steps = [*settings.checkpoint_steps(), None]
         evaluated = sum(eval_is_current(eval_path(directory, step), settings.fingerprint("eval", arm, seed, step=step))
                         for step in steps)
-        marker = directory / DONE
-        trained = marker.exists() and json.loads(marker.read_text()).get("fingerprint") == settings.fingerprint(
-            "train", arm, seed)
+        trained = training_is_current(directory, settings.fingerprint("train", arm, seed))
         metrics = reports.read_metrics(directory / METRICS) if (directory / METRICS).exists() else []
         step = max((int(row["step"]) for row in metrics if "step" in row), default=0)
         state = ("done" if trained and evaluated == len(steps) else "evaluating" if trained
@@ -520,6 +518,12 @@ def study_status(settings: CompareSettings) -> list[dict]:
                      "accuracy": _final_accuracy(eval_path(directory, None)) if state == "done" else {},
                      "zero_adv_share": float(np.mean(shares)) if shares else None})
     return rows
+
+
+def training_is_current(directory: Path, fingerprint: str) -> bool:
+    """Whether a run's done marker exists and was written with these settings (a rerun skips its training)."""
+    marker = directory / DONE
+    return marker.exists() and json.loads(marker.read_text()).get("fingerprint") == fingerprint
 
 
 def eval_is_current(path: Path, fingerprint: str) -> bool:
@@ -602,10 +606,10 @@ def _train_arm(settings: CompareSettings, arm: Arm, seed: int, directory: Path, 
     """Train one arm and seed unless done; continue an interrupted run from its last checkpoint."""
     fingerprint = settings.fingerprint("train", arm, seed)
     marker, started = directory / DONE, directory / STARTED
+    if training_is_current(directory, fingerprint):
+        emit(f"{counter} training already done")
+        return
     if marker.exists():
-        if json.loads(marker.read_text()).get("fingerprint") == fingerprint:
-            emit(f"{counter} training already done")
-            return
         raise CompareError(f"{directory} was trained with other settings; delete it or choose a new --out")
     checkpoints = list(directory.glob("checkpoint-*")) if directory.exists() else []
     if checkpoints and started.exists() and json.loads(started.read_text()).get("fingerprint") != fingerprint:

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from curriculum.compare import BASE, CompareError, CompareSettings, Event, Unit, arm_dir
+from curriculum.lifetime import exit_when_parent_changes
 
 SETTINGS_FILE = ".workers-settings.pkl"
 LOG = "worker.log"
@@ -186,15 +187,8 @@ def exit_with_parent(poll_s: float = POLL_S) -> None:
     """In a worker: exit as soon as the study process that started it is gone (a watcher thread). A killed
     parent cannot terminate its workers, and an orphaned one would keep training beside the rerun's."""
     parent = int(os.environ.get(PARENT_PID) or 0)
-    if not parent:
-        return
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll_s)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+    if parent:
+        exit_when_parent_changes(parent, poll_s=poll_s, code=1)
 
 
 def _eta(walls: list[float], remaining: int, workers: int) -> str:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 from curriculum.extraction import EXTRACTORS, extract_answer, judge, parse_extraction
+from curriculum.lifetime import exit_when_parent_changes
 
 Status = Literal["correct", "wrong", "no_answer", "unparseable_gold", "timeout", "error"]
 STATUSES: tuple[str, ...] = ("correct", "wrong", "no_answer", "unparseable_gold", "timeout", "error")
@@ -122,13 +123,8 @@ def _zygote_main(control_fd: int, caller_pid: int) -> None:
             control.close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
-            def orphan_watch() -> None:  # a worker stuck in sympy must not outlive the zygote
-                while True:
-                    time.sleep(1.0)
-                    if os.getppid() != zygote_pid:
-                        os._exit(0)
-
-            threading.Thread(target=orphan_watch, daemon=True).start()
+            # a worker stuck in sympy must not outlive the zygote
+            exit_when_parent_changes(zygote_pid, poll_s=1.0, code=0)
             try:
                 _serve(*fds)
             finally:

@@ -44,15 +44,11 @@ def test_batching_and_shared_prompt_cache_give_plain_generate_answers(engine):
     # Left padding, length sorting, one prompt pass shared by its samples, and samples split across batches
     # (n = 6 > batch_size = 4) must not change what each prompt generates: compare greedy answers with a
     # plain `model.generate` of each prompt alone.
-    import torch
 
     greedy = Sampling(temperature=0.0, max_tokens=10)
     batched = engine.generate(prompts(), 6, greedy)
     for index, messages in enumerate(prompts()):
-        ids = torch.tensor([engine.encode(messages)])
-        output = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                       generation_config=engine._generation_config(greedy))
-        alone = engine._completion(output[0, ids.shape[1]:].tolist(), 10)
+        alone = engine._completion(_plain_tokens(engine, [messages], 1, greedy)[0], 10)
         assert [c.text for c in batched[index]] == [alone.text] * 6
         assert batched[index][0].num_tokens == alone.num_tokens
 

@@ -566,7 +566,7 @@ class StudyJobs:
         return f"[{self.done}/{self.total}]" if self.total else f"[{self.done}]"
 
     def evaluate(self, path: Path, model: str, fingerprint: str, arm: str, what: str) -> None:
-        from curriculum.evaluation import evaluate, samples_path_for, write_eval
+        from curriculum.evaluation import evaluate, journal_path_for, samples_path_for, write_eval
 
         settings, counter = self.settings, self.next()
         if eval_is_current(path, fingerprint):
@@ -576,7 +576,7 @@ class StudyJobs:
         result = evaluate(model, settings.benchmarks, settings=settings.eval, engine=settings.eval_engine,
                           engine_options=settings.eval_engine_options, buckets=settings.heldout,
                           data_dir=settings.data_dir, samples_path=samples_path_for(path),
-                          on_progress=self.on_progress)
+                          journal_path=journal_path_for(path), on_progress=self.on_progress)
         result["fingerprint"] = fingerprint
         write_eval(result, path)
 

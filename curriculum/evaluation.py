@@ -22,7 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from curriculum.data.loaders import BENCHMARKS as BENCHMARK_SOURCES
-from curriculum.layout import HELDOUT, samples_path_for  # noqa: F401 - re-exported for the eval command and compare
+from curriculum.layout import (  # noqa: F401 - re-exported for the eval command and compare
+    HELDOUT,
+    journal_path_for,
+    samples_path_for,
+)
 from curriculum.prompts import DEFAULT_TEMPLATE, PromptTemplate
 from curriculum.stats import (  # noqa: F401 - re-exported: evaluation's numbers are built from these
     DEFAULT_RESAMPLES,
@@ -246,6 +250,7 @@ def evaluate(
     data_dir: str | Path | None = None,
     template: PromptTemplate = DEFAULT_TEMPLATE,
     samples_path: str | Path | None = None,
+    journal_path: str | Path | None = None,
     on_benchmark: Callable[[str, int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> dict:
@@ -253,6 +258,8 @@ def evaluate(
 
     Every benchmark is generated with the same Sampling (seeded) and checked with `curriculum.verify`, the
     verifier the training reward uses. `samples_path`, when given, receives one JSON line per completion.
+    `journal_path`, when given, keeps every finished chunk (`curriculum.eval_journal`): an evaluation killed
+    half-way and started again with the same arguments resumes there, with the same numbers.
     `on_benchmark(name, n_problems)` is called before each set and `on_progress(problems_done)` after each
     chunk of problems (the CLI draws a progress bar from them).
     """
@@ -266,22 +273,25 @@ def evaluate(
     from curriculum.rollout import get_engine
 
     started = time.perf_counter()
-    runner = get_engine(engine, resolve_model(model), **(engine_options or {}))
+    model_dir = resolve_model(model)
+    runner = get_engine(engine, model_dir, **(engine_options or {}))
     dtype = str(getattr(runner, "dtype", "") or "").removeprefix("torch.") or None  # hf picks it per machine
+    record = _run_record(model, engine, engine_options, dtype, sampling, settings, template)
+    record["engine_decoder"] = getattr(runner, "decoder", None)  # how the engine samples, when it says
     results: dict[str, dict] = {}
-    sample_file = _open_samples(samples_path)
+    sample_file = None
     try:
+        journal = _open_journal(journal_path, record, model_dir, sets)
+        sample_file = _open_samples(samples_path)
         for name, frame in sets.items():
             if on_benchmark:
                 on_benchmark(name, len(frame))
             results[name] = _evaluate_set(runner, name, frame, sampling, settings, template, sample_file,
-                                          on_progress)
+                                          on_progress, journal)
     finally:
         runner.close()
         if sample_file:
             sample_file.close()
-    record = _run_record(model, engine, engine_options, dtype, sampling, settings, template)
-    record["engine_decoder"] = getattr(runner, "decoder", None)  # how the engine samples, when it says
     return {**record, "benchmarks": results, "timing": {"wall_s": round(time.perf_counter() - started, 2)}}
 
 
@@ -335,8 +345,19 @@ def chunk_seed(seed: int, benchmark: str, chunk: int) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
+def _open_journal(path: str | Path | None, record: dict, model_dir, sets: dict):
+    """The journal of this evaluation's finished chunks, keyed by everything that decides its draws."""
+    if path is None:
+        return None
+    from curriculum.eval_journal import EvalJournal, weights_identity
+
+    key = {"record": record, "weights": weights_identity(model_dir),
+           "problems": {name: frame["id"].tolist() for name, frame in sets.items()}}
+    return EvalJournal(path, key)
+
+
 def _evaluate_set(runner, name, frame, sampling, settings: EvalSettings, template, sample_file,
-                  on_progress=None) -> dict:
+                  on_progress=None, journal=None) -> dict:
     from curriculum.rollout.base import RolloutError
     from curriculum.verify import check_batch
 
@@ -345,9 +366,14 @@ def _evaluate_set(runner, name, frame, sampling, settings: EvalSettings, templat
     completions = []
     for index, start in enumerate(range(0, len(prompts), settings.chunk_size)):
         chunk = prompts[start:start + settings.chunk_size]
-        groups = runner.generate(chunk, k, replace(sampling, seed=chunk_seed(settings.seed, name, index)))
-        if len(groups) != len(chunk) or any(len(group) != k for group in groups):
-            raise RolloutError(f"engine returned {len(groups)} groups for {len(chunk)} prompts (expected {k} each)")
+        groups = journal.get(name, index) if journal else None
+        if groups is None:
+            groups = runner.generate(chunk, k, replace(sampling, seed=chunk_seed(settings.seed, name, index)))
+            if len(groups) != len(chunk) or any(len(group) != k for group in groups):
+                raise RolloutError(
+                    f"engine returned {len(groups)} groups for {len(chunk)} prompts (expected {k} each)")
+            if journal:
+                journal.add(name, index, groups)
         completions.extend(groups)
         if on_progress:
             on_progress(len(completions))
@@ -397,12 +423,14 @@ def _open_samples(path: str | Path | None):
 
 
 def write_eval(result: dict, out: str | Path) -> Path:
-    """Write the eval JSON atomically (a crash never leaves a half file that looks complete)."""
+    """Write the eval JSON atomically (a crash never leaves a half file that looks complete), then delete the
+    journal of its unfinished chunks, which the finished file replaces."""
     from curriculum.contracts import atomic_write_text
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(result, indent=2, allow_nan=True) + "\n")
+    journal_path_for(out).unlink(missing_ok=True)
     return out
 
 

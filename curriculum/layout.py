@@ -10,7 +10,7 @@ as `curriculum pipeline` lays it out (the single-stage commands write the same n
     ├── buckets/                         build  (HF dataset + manifest.json + pass_rates.png)
     ├── heldout/                         build  (build.heldout: same format, never trained on)
     ├── train/                           train  (config.yaml, metrics.jsonl, checkpoint-N/, the final model)
-    ├── eval_before.json                 eval   (+ eval_before.samples.jsonl)
+    ├── eval_before.json                 eval   (+ eval_before.samples.jsonl; eval_before.journal.jsonl while running)
     ├── eval_after.json                  eval   (+ eval_after.samples.jsonl)
     ├── report/                          report (report.md, report.html, *.png)
     └── .pipeline/<stage>.json           a stage's completion marker: {fingerprint, finished, wall_s}
@@ -85,6 +85,12 @@ def samples_path_for(eval_json: str | Path) -> Path:
     """eval.json -> eval.samples.jsonl (every completion an evaluation drew)."""
     eval_json = Path(eval_json)
     return eval_json.with_name(eval_json.stem + ".samples.jsonl")
+
+
+def journal_path_for(eval_json: str | Path) -> Path:
+    """eval.json -> eval.journal.jsonl (the finished chunks of an evaluation still running)."""
+    eval_json = Path(eval_json)
+    return eval_json.with_name(eval_json.stem + ".journal.jsonl")
 
 
 def manifest_path(dataset_dir: str | Path) -> Path:
@@ -178,6 +184,9 @@ class RunLayout:
 
     def samples(self, label: str) -> Path:
         return samples_path_for(self.eval(label))
+
+    def journal(self, label: str) -> Path:
+        return journal_path_for(self.eval(label))
 
     # report, config, markers
     @property

@@ -561,7 +561,7 @@ class Pipeline:
                 model, section.get("benchmarks", ["gsm8k"]), settings=self.settings.eval,
                 engine=section.get("engine", "hf"), engine_options=section.get("engine_options") or {},
                 buckets=heldout, template=self.config.template, data_dir=data_dir(self.config.data.get("data_dir")),
-                samples_path=self.layout.samples(label),
+                samples_path=self.layout.samples(label), journal_path=self.layout.journal(label),
                 on_benchmark=lambda name, n, label=label: (total.__setitem__(0, n),
                                                            emit("info", "eval", f"{label}: {name}, {n} problems")),
                 on_progress=lambda done: self.progress("eval", done, total[0]),

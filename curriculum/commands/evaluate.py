@@ -73,7 +73,9 @@ def print_results(result: dict) -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Local data directory with eval/*.jsonl (default: $CURRICULUM_DATA_DIR).")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the results JSON; completions go to <out stem>.samples.jsonl beside it.")
+              help="Where to write the results JSON; completions go to <out stem>.samples.jsonl beside it. Finished "
+                   "chunks are kept in <out stem>.journal.jsonl until then: the same command, run again after a "
+                   "kill, resumes there.")
 def eval_cmd(model, benchmarks, samples, engine, engine_options, limit, max_tokens, temperature, top_p, seed,
              extraction, buckets, prompt_config, buckets_split, data_dir, out):
     """Evaluate MODEL on math benchmarks with the training prompt template and verifier.
@@ -86,7 +88,7 @@ def eval_cmd(model, benchmarks, samples, engine, engine_options, limit, max_toke
         curriculum eval --model smollm2-135m --benchmarks gsm8k --limit 50 --samples 4 --out runs/x/eval.json
     """
     from curriculum.evaluation import EvalSettings, EvaluationError, describe, evaluate, write_eval
-    from curriculum.layout import samples_path_for
+    from curriculum.layout import journal_path_for, samples_path_for
     from curriculum.models import ModelResolutionError
     from curriculum.rollout.base import RolloutError
     from curriculum.verify import VerificationError
@@ -99,7 +101,7 @@ def eval_cmd(model, benchmarks, samples, engine, engine_options, limit, max_toke
         result = evaluate(
             model, names, settings=settings, engine=engine, engine_options=parse_options(engine_options),
             buckets=buckets, buckets_split=buckets_split, data_dir=data_dir, samples_path=samples_path_for(out),
-            template=template,
+            journal_path=journal_path_for(out), template=template,
             on_benchmark=lambda name, n: click.echo(f"{name}: {n} problems x {samples} samples", err=True),
         )
     except (EvaluationError, ModelResolutionError, RolloutError, VerificationError) as error:

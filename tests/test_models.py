@@ -1,6 +1,5 @@
 """Model resolution: aliases, local directories, hub ids, unknown specs; the real SmolLM2 chats."""
 
-import time
 
 import pytest
 from click.testing import CliRunner
@@ -35,14 +34,14 @@ def test_tiny_fixture_model_generates_from_chat_template(tiny_model_dir):
 
 
 @pytest.mark.slow
-def test_smollm2_alias_is_cached_loads_fast_and_answers(smollm2_dir):
+def test_smollm2_alias_is_cached_as_safetensors_and_answers(smollm2_dir):
+    """The GGUF is converted once: later loads read safetensors (load time is measured in reports/bench_models.md)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     assert (smollm2_dir / "model.safetensors").is_file()
     assert resolve_model("smollm2-135m") == str(smollm2_dir)  # second call reuses the cache
-    start = time.perf_counter()
+    assert not list(smollm2_dir.glob("*.gguf"))  # no second copy of the weights to convert again
     model = AutoModelForCausalLM.from_pretrained(smollm2_dir)
-    load_seconds = time.perf_counter() - start
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     assert tokenizer.chat_template
     # a turn ends with <|im_end|> (the GGUF names <|im_start|>), padding uses it, no BPE space clean-up warning
@@ -54,7 +53,6 @@ def test_smollm2_alias_is_cached_loads_fast_and_answers(smollm2_dir):
     output = model.generate(**inputs, max_new_tokens=20, do_sample=False)
     reply = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     assert "5" in reply
-    assert load_seconds < 10  # generous: the issue's 2 s target is measured in reports/, not asserted here
 
 
 def test_a_model_cached_by_an_older_build_is_rebuilt(tmp_path, monkeypatch):

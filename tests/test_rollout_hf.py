@@ -175,3 +175,58 @@ def test_rows_that_finish_early_leave_the_batch_without_changing_the_others(tiny
     for index, messages in enumerate(prompts()):
         alone = engine._completion(_plain_tokens(engine, [messages], 1, greedy)[0], 12)
         assert answers[1][2 * index][:2] == answers[1][2 * index + 1][:2] == (alone.text, alone.num_tokens)
+
+
+def test_top_p_keeps_the_tokens_a_full_sort_keeps(tiny_model_dir):
+    # The nucleus is found among the most likely candidates, with a full sort for rows whose nucleus reaches
+    # past them: sharp rows (nucleus of a few tokens), flat rows (thousands) and rows in between.
+    import torch
+
+    from curriculum.rollout.hf import _NUCLEUS_CANDIDATES, _outside_nucleus
+
+    torch.manual_seed(0)
+    logits = torch.randn(300, 4096) * torch.logspace(-1, 1.5, 300)[:, None]
+    for top_p in (0.5, 0.95):
+        ordered, order = torch.sort(logits, descending=False)  # transformers' top-p filter, written out
+        below = ordered.softmax(dim=-1).cumsum(dim=-1) <= 1 - top_p
+        below[..., -1] = False
+        reference = below.scatter(-1, order, below)
+        ours = _outside_nucleus(logits, top_p)
+        assert torch.equal(ours, reference)
+        kept = (~ours).sum(dim=-1)
+        assert kept.min() == 1 and kept.max() > _NUCLEUS_CANDIDATES  # both paths were taken
+
+
+def test_grouped_query_attention_gives_the_logits_of_transformers_sdpa(tiny_model_dir):
+    # The engine's attention lays grouped query heads side by side instead of copying key/value heads: with
+    # left padding, over a padded prompt (a causal mask per position) and one cached decoding step, it must
+    # give what transformers' own `sdpa` gives.
+    import torch
+    from transformers import AutoModelForCausalLM, DynamicCache
+
+    from curriculum.rollout.hf import GQA_SDPA, _load_model
+
+    stock = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, attn_implementation="sdpa")
+    ours = _load_model(str(tiny_model_dir), torch.float32, grouped_sdpa=True)
+    assert ours.config._attn_implementation == GQA_SDPA
+    assert stock.config.num_attention_heads > stock.config.num_key_value_heads  # really grouped
+    torch.manual_seed(1)
+    with torch.no_grad():  # weights large enough that attention patterns differ between positions
+        for a, b in zip(stock.parameters(), ours.parameters(), strict=True):
+            if a.dim() == 2:
+                a.normal_(0.0, 0.3)
+                b.copy_(a)
+    ids = torch.randint(5, stock.config.vocab_size, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[0, :4], mask[1, :1] = 0, 0  # left padding of different widths
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    logits = []
+    with torch.inference_mode():
+        for model in (stock, ours):
+            cache = DynamicCache(config=model.config)
+            prefill = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache).logits
+            step = model(input_ids=ids[:, -1:], attention_mask=torch.cat([mask, mask[:, :1] * 0 + 1], dim=-1),
+                         position_ids=positions[:, -1:] + 1, past_key_values=cache).logits
+            logits.append((prefill[mask.bool()], step))
+    torch.testing.assert_close(logits[0][0], logits[1][0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(logits[0][1], logits[1][1], rtol=1e-4, atol=1e-5)

@@ -298,33 +298,47 @@ class HFEngine:
 GQA_SDPA = "curriculum_sdpa_gqa"
 
 
-def _register_gqa_sdpa() -> str:
-    """Register (once) transformers' SDPA attention that keeps grouped-query heads grouped under a padding mask.
+def _register_gqa_sdpa(forward=None) -> str:
+    """Register transformers' SDPA attention that keeps grouped-query heads grouped under a padding mask
+    (`grouped_query_attention`, or `forward` in its place: the decoding benchmark swaps in its baseline)."""
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+
+    AttentionInterface.register(GQA_SDPA, forward or grouped_query_attention)
+    AttentionMaskInterface.register(GQA_SDPA, sdpa_mask)
+    return GQA_SDPA
+
+
+def grouped_query_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
+                            **kwargs):
+    """transformers' `sdpa` attention, without copying key/value heads for grouped queries.
 
     With a padding mask, transformers' `sdpa` copies every key/value head `num_key_value_groups` times per layer
     and step (`repeat_kv`) before calling torch's SDPA; on CPU that copy of the whole KV cache dominates batched
-    decoding (SmolLM2 shares 3 KV heads among 9). torch's SDPA takes grouped heads itself (`enable_gqa`) with a
-    mask, and gives the same numbers.
+    decoding (SmolLM2 shares 3 KV heads among 9). torch's own `enable_gqa` avoids the copy but is slow in bf16 on
+    a CPU. Instead the query heads that share a key/value head are laid side by side as extra query positions,
+    so plain attention over the key/value heads computes every group at once: the same numbers, no copy
+    (reports/bench_decode_kernels.md).
     """
-    from transformers import AttentionInterface, AttentionMaskInterface
+    import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
-    from transformers.masking_utils import sdpa_mask
 
-    def forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
-        import torch
-
-        groups = getattr(module, "num_key_value_groups", 1)
-        if attention_mask is None or groups == 1 or kwargs.get("position_bias") is not None or kwargs.get("cache"):
-            return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
-                                          scaling=scaling, is_causal=is_causal, **kwargs)
+    groups = getattr(module, "num_key_value_groups", 1)
+    if attention_mask is None or groups == 1 or kwargs.get("position_bias") is not None or kwargs.get("cache"):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, is_causal=is_causal, **kwargs)
+    if attention_mask.dim() != 4 or attention_mask.shape[1] != 1:  # a per-head mask: keep heads apart
         output = torch.nn.functional.scaled_dot_product_attention(
-            query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, enable_gqa=True
-        )
+            query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, enable_gqa=True)
         return output.transpose(1, 2).contiguous(), None
-
-    AttentionInterface.register(GQA_SDPA, forward)
-    AttentionMaskInterface.register(GQA_SDPA, sdpa_mask)
-    return GQA_SDPA
+    batch, heads, length, dim = query.shape
+    # query heads g*j .. g*j + g - 1 read key/value head j (transformers' repeat_kv order): as one head with
+    # g x length query positions, each position keeping its own row of the mask
+    grouped = query.reshape(batch, heads // groups, groups * length, dim)
+    mask = attention_mask if length == 1 else attention_mask.repeat(1, 1, groups, 1)
+    output = torch.nn.functional.scaled_dot_product_attention(
+        grouped, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
+    return output.reshape(batch, heads, length, dim).transpose(1, 2).contiguous(), None
 
 
 def _load_model(path: str, dtype, *, grouped_sdpa: bool):
@@ -347,11 +361,36 @@ def _pick_tokens(logits, sampling: Sampling):
         return logits.argmax(dim=-1)
     logits = logits / sampling.temperature
     if sampling.top_p < 1.0:
-        ordered, order = torch.sort(logits, descending=False)
-        outside = ordered.softmax(dim=-1).cumsum(dim=-1) <= 1 - sampling.top_p
-        outside[..., -1] = False
-        logits = logits.masked_fill(outside.scatter(-1, order, outside), float("-inf"))
+        logits = logits.masked_fill(_outside_nucleus(logits, sampling.top_p), float("-inf"))
     return torch.multinomial(logits.softmax(dim=-1), num_samples=1).squeeze(1)
+
+
+_NUCLEUS_CANDIDATES = 256
+
+
+def _outside_nucleus(logits, top_p: float):
+    """The tokens top-p removes: those outside the smallest set, taken most likely first, whose mass reaches
+    `top_p` (the most likely token always stays), as transformers' top-p filter decides it.
+
+    Sorting the whole vocabulary for every row and step cost a quarter of CPU decoding (49k tokens for
+    SmolLM2). The nucleus is almost always among the few hundred most likely tokens, so those are sorted
+    (`topk`) and the full sort is kept for the rows whose nucleus reaches past them.
+    """
+    import torch
+
+    count = min(_NUCLEUS_CANDIDATES, logits.shape[-1])
+    top, index = logits.topk(count, dim=-1)
+    mass = (top - logits.logsumexp(dim=-1, keepdim=True)).exp()
+    before = mass.cumsum(dim=-1) - mass  # the mass of the more likely candidates
+    keep = before < top_p
+    outside = torch.ones_like(logits, dtype=torch.bool).scatter(-1, index, ~keep)
+    unsettled = keep[:, -1].nonzero().squeeze(1)  # the last candidate is still inside: look further
+    if len(unsettled):
+        ordered, order = torch.sort(logits[unsettled], descending=False)
+        below = ordered.softmax(dim=-1).cumsum(dim=-1) <= 1 - top_p
+        below[..., -1] = False
+        outside[unsettled] = below.scatter(-1, order, below)
+    return outside
 
 
 def _pick_dtype(dtype: str | None, device):

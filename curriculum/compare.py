@@ -437,11 +437,13 @@ def _study_harness(path: Path, section) -> dict:
 
 
 def run_compare(settings: CompareSettings, *, on_event: Event | None = None,
-                on_progress: Callable[[int], None] | None = None) -> dict:
+                on_progress: Callable[[int], None] | None = None,
+                on_benchmark: Callable[[str, int], None] | None = None) -> dict:
     """Train and evaluate every arm, checkpoint and seed not already done, then write comparison.json,
     study.json and the report. `on_event(arm, message)` narrates; `on_progress(problems_done)` follows an
-    evaluation. With `workers` > 1 the runs go to child processes, that many at a time, each on its own
-    cores (`curriculum.study_workers`); the results on disk are the same either way."""
+    evaluation and `on_benchmark(name, problems)` starts each of its sets. With `workers` > 1 the runs go to
+    child processes, that many at a time, each on its own cores (`curriculum.study_workers`); the results on
+    disk are the same either way."""
     emit = on_event or (lambda arm, message: None)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -453,7 +455,8 @@ def run_compare(settings: CompareSettings, *, on_event: Event | None = None,
         run_units_in_parallel(settings, units, emit=emit)
     else:
         evaluations = len(settings.arms) * len(settings.seeds) * (len(settings.checkpoint_steps()) + 1)
-        jobs = StudyJobs(settings, len(units) + evaluations, emit=emit, on_progress=on_progress)
+        jobs = StudyJobs(settings, len(units) + evaluations, emit=emit, on_progress=on_progress,
+                         on_benchmark=on_benchmark)
         for unit in units:
             run_unit(settings, unit, jobs)
     comparison = summarize_comparison(settings)
@@ -557,8 +560,10 @@ class StudyJobs:
     fingerprint is already on disk (a rerun redoes nothing)."""
 
     def __init__(self, settings: CompareSettings, total: int, *, emit: Event,
-                 on_progress: Callable[[int], None] | None) -> None:
-        self.settings, self.total, self.emit, self.on_progress = settings, total, emit, on_progress
+                 on_progress: Callable[[int], None] | None,
+                 on_benchmark: Callable[[str, int], None] | None = None) -> None:
+        self.settings, self.total, self.emit = settings, total, emit
+        self.on_progress, self.on_benchmark = on_progress, on_benchmark
         self.done = 0
 
     def next(self) -> str:
@@ -576,7 +581,8 @@ class StudyJobs:
         result = evaluate(model, settings.benchmarks, settings=settings.eval, engine=settings.eval_engine,
                           engine_options=settings.eval_engine_options, buckets=settings.heldout,
                           data_dir=settings.data_dir, samples_path=samples_path_for(path),
-                          journal_path=journal_path_for(path), on_progress=self.on_progress)
+                          journal_path=journal_path_for(path), on_benchmark=self.on_benchmark,
+                          on_progress=self.on_progress)
         result["fingerprint"] = fingerprint
         write_eval(result, path)
 

@@ -237,7 +237,7 @@ def _child_main(settings_path: str, name: str, seed: str) -> None:
         print(f"[{label}] {message}", flush=True)
 
     try:
-        run_unit(settings, unit, StudyJobs(settings, 0, emit=emit, on_progress=bar))
+        run_unit(settings, unit, StudyJobs(settings, 0, emit=emit, on_progress=bar, on_benchmark=bar.begin))
     finally:
         bar.close()
 

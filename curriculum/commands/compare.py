@@ -222,7 +222,7 @@ def _run(settings, out: Path, study_json: Path | None) -> None:
     errors = (lib.CompareError, ConfigError, TrainSetupError, EvaluationError, ModelResolutionError, RolloutError,
               VerificationError)
     try:
-        comparison = lib.run_compare(settings, on_event=on_event, on_progress=bar)
+        comparison = lib.run_compare(settings, on_event=on_event, on_progress=bar, on_benchmark=bar.begin)
         if study_json:
             lib.write_study_json(comparison, study_json)
     except errors as error:

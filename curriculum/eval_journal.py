@@ -63,7 +63,8 @@ class EvalJournal:
             except json.JSONDecodeError:
                 break  # a torn last line (or garbage): everything after it is untrusted
             lines.append(line)
-        if not lines or json.loads(lines[0]).get("key") != self.key:
+        header = json.loads(lines[0]) if lines else None
+        if not isinstance(header, dict) or header.get("key") != self.key:
             return []
         return lines
 

@@ -62,7 +62,7 @@ import numpy as np
 
 from curriculum import layout, reports
 from curriculum.evaluation import EvalSettings, bootstrap_interval, paired_bootstrap_difference
-from curriculum.layout import CONFIG, METRICS, REPORT_DIR
+from curriculum.layout import CONFIG, METRICS, REPORT_DIR, journal_path_for
 
 COMPARISON = "comparison.json"
 STUDY = "study.json"
@@ -503,7 +503,8 @@ def study_status(settings: CompareSettings) -> list[dict]:
         if name == BASE:
             path = out / BASE / FINAL_EVAL
             done = eval_is_current(path, settings.fingerprint("base"))
-            rows.append({"unit": BASE, "state": "done" if done else "not started", "step": 0, "evaluated": int(done),
+            state = "done" if done else "evaluating" if journal_path_for(path).exists() else "not started"
+            rows.append({"unit": BASE, "state": state, "step": 0, "evaluated": int(done),
                          "points": 1, "accuracy": _final_accuracy(path) if done else {}, "zero_adv_share": None})
             continue
         arm, directory = settings.arm(name), arm_dir(out, name, seed)
@@ -571,7 +572,7 @@ class StudyJobs:
         return f"[{self.done}/{self.total}]" if self.total else f"[{self.done}]"
 
     def evaluate(self, path: Path, model: str, fingerprint: str, arm: str, what: str) -> None:
-        from curriculum.evaluation import evaluate, journal_path_for, samples_path_for, write_eval
+        from curriculum.evaluation import evaluate, samples_path_for, write_eval
 
         settings, counter = self.settings, self.next()
         if eval_is_current(path, fingerprint):

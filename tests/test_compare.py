@@ -462,13 +462,16 @@ def test_status_shows_where_a_study_stands_unit_by_unit(study, tmp_path):
     metrics = (directory / "metrics.jsonl").read_text().splitlines()
     (directory / "metrics.jsonl").write_text("\n".join(line for line in metrics if '"step": 2' not in line) + "\n")
     shutil.rmtree(copy / "uniform-all" / "seed-1")
+    (copy / "base" / "eval.json").unlink()
+    (copy / "base" / "eval.journal.jsonl").write_text('{"key": "an evaluation stopped half-way"}\n')
     partial = CliRunner().invoke(cli, [*command[:command.index("--out")], "--out", str(copy), "--status"])
     assert partial.exit_code == 0, partial.output
     states = {row["unit"]: row for row in json.loads((copy / "status.json").read_text())["units"]}
     assert states["uniform-all/seed-1"]["state"] == "not started"
     assert states["linear-online/seed-1"]["state"] == "training (1/2)" and states["linear-online/seed-1"]["evaluated"] == 1
     assert states["linear-online/seed-1"]["accuracy"] == {}
-    assert "5/7 units done; rerun without --status to continue" in partial.output
+    assert states["base"]["state"] == "evaluating"  # its journal of finished chunks is there
+    assert "4/7 units done; rerun without --status to continue" in partial.output
 
 
 def test_report_only_rewrites_the_study_json(study, tmp_path):

@@ -55,7 +55,7 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +67,7 @@ from curriculum.layout import CONFIG, METRICS, REPORT_DIR, journal_path_for
 COMPARISON = "comparison.json"
 STUDY = "study.json"
 DONE = ".compare-done.json"
+SO_FAR = "so-far"  # <out>/so-far/: the interim comparison of the runs finished so far
 STARTED = ".compare-started.json"
 BASE = "base"
 FINAL_EVAL = "eval.json"
@@ -509,8 +510,7 @@ def study_status(settings: CompareSettings) -> list[dict]:
             continue
         arm, directory = settings.arm(name), arm_dir(out, name, seed)
         steps = [*settings.checkpoint_steps(), None]
-        evaluated = sum(eval_is_current(eval_path(directory, step), settings.fingerprint("eval", arm, seed, step=step))
-                        for step in steps)
+        evaluated = _evaluated_points(settings, arm, seed)
         trained = training_is_current(directory, settings.fingerprint("train", arm, seed))
         metrics = reports.read_metrics(directory / METRICS) if (directory / METRICS).exists() else []
         step = max((int(row["step"]) for row in metrics if "step" in row), default=0)
@@ -522,6 +522,45 @@ def study_status(settings: CompareSettings) -> list[dict]:
                      "accuracy": _final_accuracy(eval_path(directory, None)) if state == "done" else {},
                      "zero_adv_share": float(np.mean(shares)) if shares else None})
     return rows
+
+
+def _evaluated_points(settings: CompareSettings, arm: Arm, seed: int) -> int:
+    """How many of a run's learning-curve points (checkpoints and final model) are evaluated and current."""
+    directory = arm_dir(Path(settings.out), arm.name, seed)
+    return sum(eval_is_current(eval_path(directory, step), settings.fingerprint("eval", arm, seed, step=step))
+               for step in [*settings.checkpoint_steps(), None])
+
+
+def finished_subset(settings: CompareSettings) -> CompareSettings:
+    """The study cut down to what is finished: the seeds whose baseline run is trained and fully evaluated,
+    and the arms finished at every one of those seeds, so every difference is still paired seed by seed."""
+
+    def finished(arm: Arm, seed: int) -> bool:
+        return (training_is_current(arm_dir(Path(settings.out), arm.name, seed),
+                                    settings.fingerprint("train", arm, seed))
+                and _evaluated_points(settings, arm, seed) == len(settings.checkpoint_steps()) + 1)
+
+    baseline = settings.arm(settings.baseline)
+    seeds = [seed for seed in settings.seeds if finished(baseline, seed)]
+    arms = [arm for arm in settings.arms if seeds and all(finished(arm, seed) for seed in seeds)]
+    if len(arms) < 2:
+        raise CompareError(f"nothing to compare yet: no other arm has finished the seeds the baseline "
+                           f"{settings.baseline!r} has finished ({seeds or 'none'})")
+    return replace(settings, arms=arms, seeds=seeds, workers=1)
+
+
+def compare_so_far(settings: CompareSettings) -> dict:
+    """The interim comparison of a study still running, over `finished_subset`, written with its report to
+    `<out>/so-far/` (nothing is trained or evaluated; the study's own comparison.json is left alone)."""
+    subset = finished_subset(settings)
+    comparison = summarize_comparison(subset)
+    comparison["so_far"] = {"arms": [arm.name for arm in subset.arms], "seeds": subset.seeds,
+                            "runs": len(subset.arms) * len(subset.seeds),
+                            "runs_planned": len(settings.arms) * len(settings.seeds)}
+    into = Path(settings.out) / SO_FAR
+    _write_json(into / COMPARISON, comparison)
+    write_compare_report(settings.out, into=into)
+    return comparison
 
 
 def training_is_current(directory: Path, fingerprint: str) -> bool:
@@ -1201,17 +1240,27 @@ def _relative(reach: dict) -> str:
     return "–" if value is None else f"{value:.2f}x"
 
 
-def write_compare_report(out: str | Path) -> reports.Report:
-    """Render report.md / report.html / PNGs from `<out>/comparison.json` and the arms' files."""
+def write_compare_report(out: str | Path, *, into: str | Path | None = None) -> reports.Report:
+    """Render report.md / report.html / PNGs from `<into>/comparison.json` (default: the study's own, in
+    `out`) and the arms' files in `out`, into `<into>/report/`."""
     out = Path(out)
-    path = out / COMPARISON
+    into = Path(into) if into is not None else out
+    path = into / COMPARISON
     if not path.exists():
         raise CompareError(f"{path} does not exist; run `curriculum compare` first")
     comparison = json.loads(path.read_text())
     s, harness = comparison["settings"], comparison["harness"]
-    report_dir = out / REPORT_DIR
+    report_dir = into / REPORT_DIR
     report_dir.mkdir(parents=True, exist_ok=True)
-    doc = reports.Document(f"Schedules compared at equal compute: {', '.join(_arm_names(s))}")
+    title = f"Schedules compared at equal compute: {', '.join(_arm_names(s))}"
+    so_far = comparison.get("so_far")
+    if so_far:
+        title = f"So far ({so_far['runs']} of {so_far['runs_planned']} runs): {title[0].lower()}{title[1:]}"
+    doc = reports.Document(title)
+    if so_far:
+        doc.text(f"An interim report of a study still running: the runs finished so far, seeds {so_far['seeds']}, "
+                 f"arms {', '.join(so_far['arms'])}. Arms and seeds not listed have not finished; the study's "
+                 "final report replaces this one.")
     _report_arms(doc, s)
     doc.h2("Result")
     k = harness.get("k")

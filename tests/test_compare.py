@@ -474,6 +474,39 @@ def test_status_shows_where_a_study_stands_unit_by_unit(study, tmp_path):
     assert "4/7 units done; rerun without --status to continue" in partial.output
 
 
+def test_so_far_compares_the_finished_runs_of_a_study_still_running(study, tmp_path):
+    """A long study shows what it says so far: the seeds the baseline finished, the arms finished at all of
+    them, paired seed by seed; nothing runs, and the study's own comparison is left alone."""
+    root, command, _ = study
+    copy = tmp_path / "out"
+    shutil.copytree(root / "out", copy)
+    (copy / "linear-online" / "seed-1" / "eval.json").unlink()  # seed 1 of one arm is still being evaluated
+    partial = [*command[:command.index("--out")], "--out", str(copy)]
+    before = (copy / "comparison.json").read_text()
+
+    result = CliRunner().invoke(cli, [*partial, "--so-far"])
+    assert result.exit_code == 0, result.output
+    assert "so far: 4 of 6 runs (arms uniform-all, uniform-filtered; seeds [0, 1])" in result.output
+    interim = json.loads((copy / "so-far" / "comparison.json").read_text())
+    assert [row["arm"] for row in interim["arms"]] == ["uniform-all"] * 2 + ["uniform-filtered"] * 2
+    assert interim["settings"]["seeds"] == [0, 1] and "linear-online" not in interim["accuracy"]
+    assert (copy / "so-far" / "report" / "report.md").read_text().startswith("# So far (4 of 6 runs)")
+    assert (copy / "comparison.json").read_text() == before
+    assert not (copy / "linear-online" / "seed-1" / "eval.json").exists()  # nothing was evaluated
+
+    # the baseline's seed 1 not finished: seed 0 only, with every arm finished there
+    (copy / "uniform-all" / "seed-1" / DONE).unlink()
+    result = CliRunner().invoke(cli, [*partial, "--so-far"])
+    assert result.exit_code == 0, result.output
+    assert "so far: 3 of 6 runs (arms uniform-all, uniform-filtered, linear-online; seeds [0])" in result.output
+
+    for seed in (0, 1):
+        shutil.rmtree(copy / "uniform-filtered" / f"seed-{seed}")
+        shutil.rmtree(copy / "linear-online" / f"seed-{seed}")
+    result = CliRunner().invoke(cli, [*partial, "--so-far"])
+    assert result.exit_code != 0 and "nothing to compare yet" in result.output
+
+
 def test_report_only_rewrites_the_study_json(study, tmp_path):
     root, _, _ = study
     result = CliRunner().invoke(cli, ["compare", "--out", str(root / "out"), "--report-only",

@@ -74,10 +74,15 @@ def _seeds(ctx, param, value: str) -> list[int]:
               help="Only show where the study stands, unit by unit (state, step, curve points evaluated, final "
                    "accuracy), from its files; also written to <out>/status.json. Runs nothing.")
 @click.option("--report-only", is_flag=True, help="Only re-render the report from an existing comparison.json.")
+@click.option("--so-far", is_flag=True,
+              help="A study still running: compare the runs finished so far (the seeds the baseline has finished, "
+                   "the arms finished at all of them) into <out>/so-far/ (comparison.json and report/). Runs "
+                   "nothing.")
 @click.pass_context
 def compare(ctx, config_path, buckets, model, schedules, baseline, steps, seeds, num_generations, eval_every, scores,
             assignments, benchmarks, heldout, primary, samples, limit, eval_max_tokens, eval_temperature, eval_seed,
-            eval_engine, no_base, data_dir, out, study_json, keep_optimizer_state, workers, status, report_only):
+            eval_engine, no_base, data_dir, out, study_json, keep_optimizer_state, workers, status, report_only,
+            so_far):
     """Compare curriculum arms at identical compute: a study from one command.
 
     An arm is a name and what its training does differently: schedule, schedule_options, online_difficulty,
@@ -132,6 +137,9 @@ def compare(ctx, config_path, buckets, model, schedules, baseline, steps, seeds,
     settings = _settings(ctx, config_path, assignments, schedules, out, cli, harness)
     if status:
         _status(settings, out)
+        return
+    if so_far:
+        _so_far(settings)
         return
     _run(settings, out, study_json)
 
@@ -232,6 +240,21 @@ def _run(settings, out: Path, study_json: Path | None) -> None:
     _print(comparison)
     click.echo(f"\nreport: {Path(out) / 'report' / 'report.md'} (single file: {Path(out) / 'report' / 'report.html'})"
                f"; study: {study_json or Path(out) / lib.STUDY}")
+
+
+def _so_far(settings) -> None:
+    """--so-far: the interim comparison of the finished runs, printed and written to <out>/so-far/."""
+    from curriculum import compare as lib
+
+    try:
+        comparison = lib.compare_so_far(settings)
+    except lib.CompareError as error:
+        raise click.ClickException(str(error)) from error
+    so_far = comparison["so_far"]
+    click.echo(f"so far: {so_far['runs']} of {so_far['runs_planned']} runs (arms {', '.join(so_far['arms'])}; "
+               f"seeds {so_far['seeds']})")
+    _print(comparison)
+    click.echo(f"\nreport: {Path(settings.out) / lib.SO_FAR / 'report' / 'report.md'}")
 
 
 def _status(settings, out: Path) -> None:

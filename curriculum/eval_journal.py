@@ -28,8 +28,12 @@ def weights_identity(model_dir: str | Path) -> list:
     directory = Path(model_dir)
     if not directory.is_dir():
         return []
-    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns]
-            for p in sorted(directory.iterdir()) if p.is_file() and p.suffix in _WEIGHT_SUFFIXES]
+    identity = []
+    for path in sorted(directory.iterdir()):
+        if path.is_file() and path.suffix in _WEIGHT_SUFFIXES:
+            stat = path.stat()
+            identity.append([path.name, stat.st_size, stat.st_mtime_ns])
+    return identity
 
 
 class EvalJournal:
@@ -39,9 +43,8 @@ class EvalJournal:
         self.path = Path(path)
         self.key = fingerprint(key)
         self.chunks: dict[tuple[str, int], list[list[Completion]]] = {}
-        lines = self._read_matching_lines()
-        for line in lines[1:]:
-            entry = json.loads(line)
+        lines, entries = self._read_matching_lines()
+        for entry in entries[1:]:
             self.chunks[(entry["benchmark"], entry["chunk"])] = [
                 [Completion(*completion) for completion in group] for group in entry["groups"]
             ]
@@ -50,23 +53,24 @@ class EvalJournal:
         header = json.dumps({"key": self.key})
         atomic_write_text(self.path, "\n".join([header, *lines[1:]]) + "\n")
 
-    def _read_matching_lines(self) -> list[str]:
-        """The journal's complete lines, or none if it is missing or belongs to another evaluation."""
+    def _read_matching_lines(self) -> tuple[list[str], list]:
+        """The journal's complete lines and what each holds, or none if the journal is missing or belongs to
+        another evaluation."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
-            return []
-        lines = []
+            return [], []
+        lines, entries = [], []
         for line in text.split("\n"):
             try:
-                json.loads(line)
+                entries.append(json.loads(line))
             except json.JSONDecodeError:
                 break  # a torn last line (or garbage): everything after it is untrusted
             lines.append(line)
-        header = json.loads(lines[0]) if lines else None
+        header = entries[0] if entries else None
         if not isinstance(header, dict) or header.get("key") != self.key:
-            return []
-        return lines
+            return [], []
+        return lines, entries
 
     def get(self, benchmark: str, chunk: int) -> list[list[Completion]] | None:
         return self.chunks.get((benchmark, chunk))

@@ -86,15 +86,16 @@ def settings_for(arm: str, args) -> dict:
 # ------------------------------------------------------------------------------------ one arm, in its own process
 
 
-def worker(arm: str, buckets: str, out: str, args) -> dict:
-    """Train one arm with timers on the trainer's methods; returns per-step splits, tokens and peak RSS."""
+def worker(arm: str, buckets: str, out: str, settings: dict, keep_weights: str | None = None) -> dict:
+    """Train one arm with timers on the trainer's methods; returns per-step splits (wall and this process's CPU
+    seconds), tokens, peak RSS and a digest of the trained weights (saved to `keep_weights` if given)."""
     from transformers import TrainerCallback
 
     from curriculum.training.config import TrainSettings
     from curriculum.training.run import prepare
 
     started = time.perf_counter()
-    run = prepare(buckets, MODEL, out, TrainSettings.from_dict(settings_for(arm, args)))
+    run = prepare(buckets, MODEL, out, TrainSettings.from_dict(settings))
     trainer = run.trainer
     setup_s = time.perf_counter() - started
     current: dict[str, float] = {}
@@ -103,11 +104,12 @@ def worker(arm: str, buckets: str, out: str, args) -> dict:
         original = getattr(owner, name)
 
         def wrapper(*a, **k):
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             try:
                 return original(*a, **k)
             finally:
                 current[part] = current.get(part, 0.0) + time.perf_counter() - t
+                current[f"cpu:{part}"] = current.get(f"cpu:{part}", 0.0) + time.process_time() - cpu
         setattr(owner, name, wrapper)
 
     timed(trainer, "training_step", "training_step")
@@ -121,7 +123,7 @@ def worker(arm: str, buckets: str, out: str, args) -> dict:
     class Clock(TrainerCallback):
         def on_step_begin(self, *a, **k):
             current.clear()
-            current["_begin"] = time.perf_counter()
+            current["_begin"], current["_cpu"] = time.perf_counter(), time.process_time()
 
         def on_pre_optimizer_step(self, *a, **k):
             current["_opt"] = time.perf_counter()
@@ -141,22 +143,34 @@ def worker(arm: str, buckets: str, out: str, args) -> dict:
                 "optimizer": current.get("optimizer", 0.0),
             }
             split["other"] = total - sum(split.values())
-            steps.append({"step_s": total, **split})
+            cpu = {"step_cpu_s": time.process_time() - current.pop("_cpu"),
+                   "forward_backward_cpu_s": current.get("cpu:training_step", 0.0) - current.get("cpu:prepare", 0.0)}
+            steps.append({"step_s": total, **split, **cpu})
 
         def on_log(self, _args, state, control, logs=None, **k):
             if logs and "completions/mean_length" in logs and steps:
                 steps[-1]["completion_tokens"] = logs["completions/mean_length"] * 8
                 steps[-1]["clipped_ratio"] = logs.get("completions/clipped_ratio")
                 steps[-1]["reward"] = logs.get("reward")
+                steps[-1]["completions_skipped"] = logs.get("curriculum/completions_skipped")
+                steps[-1]["zero_adv_share"] = logs.get("curriculum/zero_adv_share")
 
     trainer.add_callback(Clock())
     t = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - t
     rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    import hashlib
+
     import torch
 
-    return {"arm": arm, "use_vllm": bool(getattr(trainer, "use_vllm", False)), "setup_s": setup_s,
+    digest = hashlib.sha256()
+    for name, parameter in trainer.model.named_parameters():
+        digest.update(name.encode())
+        digest.update(parameter.detach().float().cpu().numpy().tobytes())
+    if keep_weights:
+        torch.save({name: p.detach().cpu() for name, p in trainer.model.named_parameters()}, keep_weights)
+    return {"arm": arm, "weights_sha256": digest.hexdigest(), "use_vllm": bool(getattr(trainer, "use_vllm", False)), "setup_s": setup_s,
             "train_s": train_s, "peak_rss_mib": rss / 1024, "torch_threads": torch.get_num_threads(),
             "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
             "steps": steps, "notes": run.notes}
@@ -272,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.worker:
         result = worker(args.worker, str(work / "buckets"), str(work / args.worker.replace(":", "-").replace("+", "_")),
-                        args)
+                        settings_for(args.worker, args))
         (work / f"{args.worker.replace(':', '-').replace('+', '_')}.json").write_text(json.dumps(result))
         return
 

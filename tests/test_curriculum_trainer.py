@@ -1,5 +1,6 @@
 """The curriculum trainer is TRL's real GRPOTrainer on the tiny model: it draws from the curriculum sampler,
-learns difficulty from the groups, logs `curriculum/*`, and resumes drawing exactly where it stopped."""
+learns difficulty from the groups, logs `curriculum/*`, resumes drawing exactly where it stopped, and skips the
+forward and backward pass of micro-batches without signal without changing the weights."""
 
 from __future__ import annotations
 
@@ -216,3 +217,85 @@ def test_schedule_progress_follows_the_chunk_number(tiny_model_dir, buckets_data
     assert [{bucket_of[i] for i in batch} for batch in recorder.batches] == [{0}, {1}, {2}, {3}]
     logged = [entry["curriculum/progress"] for entry in trainer.state.log_history if "curriculum/progress" in entry]
     assert logged == [0.0, 0.25, 0.5, 0.75]
+
+
+class SignalOnlyFromSomeProblems:
+    """A reward (1.0 for a completion holding a digit) that is constant, so its group has no signal, for every
+    second problem and for every completion of generations 2 and 3: some micro-batches lose some completions,
+    two steps lose all of them (the optimizer still steps, over zero gradients)."""
+
+    __name__ = "signal_from_some"
+
+    def __init__(self):
+        self.generations = 0
+
+    def __call__(self, prompts=None, completions=None, id=None, **kwargs):
+        self.generations += 1
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        if self.generations in (2, 3):
+            return [0.0] * len(texts)
+        return [1.0 if index % 2 else float(any(char.isdigit() for char in text))
+                for index, text in zip((int(ident[1:]) for ident in id), texts, strict=True)]
+
+
+SKIPPED = "curriculum/completions_skipped"
+
+
+def zero_advantage_note(trainer) -> str:
+    from curriculum.training.run import zero_advantage_note
+
+    return zero_advantage_note(trainer)
+
+
+def trained_with_and_without_skipping(model_dir, dataset, tmp_path, **grpo):
+    runs = []
+    for skip in (True, False):
+        trainer = make_trainer(model_dir, dataset, tmp_path / str(skip), None, max_steps=6, save_steps=6,
+                               reward_funcs=[SignalOnlyFromSomeProblems()], skip_zero_advantage=skip,
+                               grpo={"per_device_train_batch_size": 4, "gradient_accumulation_steps": 2, **grpo})
+        trainer.train()
+        runs.append(trainer)
+    skipping, full = runs
+    assert skipping.skips_zero_advantage and not full.skips_zero_advantage
+    assert "skip the forward and backward pass" in zero_advantage_note(skipping)
+    skipped = [entry[SKIPPED] for entry in skipping.state.log_history if SKIPPED in entry]
+    assert len(skipped) == 6
+    assert skipped[1] == skipped[2] == 1.0  # whole steps without signal
+    assert not any(SKIPPED in entry for entry in full.state.log_history)
+    return skipping, full, skipped
+
+
+def test_leaving_out_completions_without_signal_keeps_the_training(tiny_model_dir, buckets_dataset, tmp_path):
+    import torch
+
+    # dapo (TRL's default) normalizes by the generation batch's tokens: single completions are left out
+    skipping, full, skipped = trained_with_and_without_skipping(tiny_model_dir, buckets_dataset, tmp_path)
+    assert any(0.0 < share < 1.0 for share in skipped)  # steps that left single completions out
+    for (name, mine), (_, theirs) in zip(skipping.model.named_parameters(), full.model.named_parameters(),
+                                         strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-6, msg=name)
+    rewards = [[entry["reward"] for entry in trainer.state.log_history if "reward" in entry]
+               for trainer in (skipping, full)]
+    assert rewards[0] == rewards[1]  # the same completions were drawn all along
+
+
+def test_skipping_whole_micro_batches_leaves_the_weights_bitwise_equal(tiny_model_dir, buckets_dataset, tmp_path):
+    import torch
+
+    # grpo normalizes per micro-batch: only micro-batches without any signal are skipped, and exactly
+    skipping, full, _ = trained_with_and_without_skipping(tiny_model_dir, buckets_dataset, tmp_path, loss_type="grpo")
+    for (name, mine), (_, theirs) in zip(skipping.model.named_parameters(), full.model.named_parameters(),
+                                         strict=True):
+        assert torch.equal(mine, theirs), name
+    losses = [[entry["loss"] for entry in trainer.state.log_history if "loss" in entry] for trainer in (skipping, full)]
+    assert losses[0] == losses[1]
+
+
+def test_the_skip_stays_off_where_a_completion_without_advantage_still_has_a_gradient(tiny_model_dir,
+                                                                                       buckets_dataset, tmp_path):
+    trainer = make_trainer(tiny_model_dir, buckets_dataset, tmp_path / "kl", None, max_steps=2, save_steps=2,
+                           reward_funcs=[SignalOnlyFromSomeProblems()], grpo={"beta": 0.04})
+    assert not trainer.skips_zero_advantage
+    assert "still run forward and backward: beta=0.04" in zero_advantage_note(trainer)
+    trainer.train()
+    assert not any(SKIPPED in entry for entry in trainer.state.log_history)

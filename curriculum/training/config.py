@@ -48,6 +48,7 @@ Recipe shape (all keys optional):
     schedule_options: {}        # passed to the schedule
     online_difficulty: true     # update bucket difficulty from every GRPO group
     skip_solved: false
+    skip_zero_advantage: true   # completions with advantage 0 get no forward/backward, where that keeps the gradient
     reward: accuracy:1          # name:weight,... (curriculum.rewards)
     reward_options: {}          # per reward name, e.g. {cosine: {max_len: 1000}}
     max_prompt_length: 512      # longer prompts in the buckets are dropped with a warning
@@ -119,6 +120,7 @@ class TrainSettings:
     schedule_options: dict = field(default_factory=dict)
     online_difficulty: bool = True
     skip_solved: bool = False
+    skip_zero_advantage: bool = True  # curriculum.training.zero_advantage
     reward: str = "accuracy:1"
     reward_options: dict = field(default_factory=dict)
     max_prompt_length: int = 512

@@ -145,6 +145,8 @@ def prepare(buckets: str | Path, model: str, out: str | Path, settings: TrainSet
     selection, schedule, peft_config = _parameter_plan(settings, model_path, grpo_config)
     trainer = _build_trainer(settings, model_path, reward_funcs, grpo_config, dataset, tokenizer, peft_config,
                              callbacks)
+    if settings.skip_zero_advantage:
+        notes.append(zero_advantage_note(trainer))
     layer_callback, probes = None, []
     if selection is not None and peft_config is None:  # LoRA chooses its own parameters
         layer_callback, probes = _apply_layer_selection(trainer, settings, selection, schedule, grpo_config,
@@ -160,6 +162,19 @@ def prepare(buckets: str | Path, model: str, out: str | Path, settings: TrainSet
                       buckets=str(buckets), extra={"model_path": model_path, "resumed_from": resume_from})
     return TrainRun(trainer=trainer, settings=settings, out_dir=out_dir, model_path=model_path,
                     resume_from=resume_from, metrics_path=metrics_path, layer_callback=layer_callback, notes=notes)
+
+
+def zero_advantage_note(trainer) -> str:
+    """Whether completions without signal skip the forward and backward pass, and why not if they don't."""
+    from curriculum.training.zero_advantage import BATCH_NORMALIZED_LOSSES, why_not_exact
+
+    if not trainer.skips_zero_advantage:
+        return f"completions whose advantage is 0 still run forward and backward: {why_not_exact(trainer)}"
+    if trainer.loss_type in BATCH_NORMALIZED_LOSSES:
+        return ("completions whose advantage is 0 skip the forward and backward pass (their gradient is 0; the "
+                "share is logged as curriculum/completions_skipped)")
+    return (f"micro-batches whose advantages are all 0 skip the forward and backward pass (loss_type="
+            f"{trainer.loss_type!r} normalizes per micro-batch, so single completions still run)")
 
 
 def _load_tokenizer(model_path: str):
@@ -215,6 +230,7 @@ def _build_trainer(settings: TrainSettings, model_path: str, reward_funcs, grpo_
             schedule_options=dict(settings.schedule_options),
             online_difficulty=settings.online_difficulty,
             skip_solved=settings.skip_solved,
+            skip_zero_advantage=settings.skip_zero_advantage,
         )
     fast_generation.install_cpu_weight_sync(trainer)  # fast generation: a no-op unless vLLM colocate on CPU
     return trainer

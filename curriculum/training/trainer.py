@@ -7,7 +7,9 @@ Small overrides and nothing else:
   group's verdict-based passes for the online difficulty (gathered over processes, so every rank draws the
   same next chunk), and logs `curriculum/*` into TRL's metrics;
 - `_save_checkpoint` / `_load_optimizer_and_scheduler` write and read `curriculum_state.json` in every
-  checkpoint folder, so `train(resume_from_checkpoint=...)` draws the batches an uninterrupted run would.
+  checkpoint folder, so `train(resume_from_checkpoint=...)` draws the batches an uninterrupted run would;
+- `compute_loss` leaves completions without signal out of the forward and backward pass where that keeps
+  the gradient (`curriculum.training.zero_advantage`).
 
 How stale are the estimates a chunk is drawn with? accelerate's dataloader reads one batch ahead and the
 Trainer reads an optimizer step's micro-batches at once, so a chunk is drawn one read ahead of its use:
@@ -38,6 +40,7 @@ from trl import GRPOTrainer
 
 from curriculum.contracts import atomic_write_text
 from curriculum.sampler import CurriculumSampler
+from curriculum.training import zero_advantage
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +65,14 @@ class CurriculumGRPOTrainer(GRPOTrainer):
         online_difficulty: update each problem's pass-rate posterior from its training groups and let
             the sampler prefer problems likely to give a non-zero advantage.
         skip_solved: with online difficulty, stop drawing problems that training shows solved.
+        skip_zero_advantage: leave completions whose advantage is 0 out of the forward and backward pass, where
+            their gradient is exactly 0 (`curriculum.training.zero_advantage`; otherwise a note says why not).
         Everything else goes to `trl.GRPOTrainer` unchanged.
     """
 
     def __init__(self, *args, schedule: str = "linear", schedule_options: dict | None = None,
-                 online_difficulty: bool = True, skip_solved: bool = False, **kwargs):
+                 online_difficulty: bool = True, skip_solved: bool = False, skip_zero_advantage: bool = True,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         launched = int(os.environ.get("WORLD_SIZE", "1"))
         if launched > 1 and self.accelerator.num_processes != launched:
@@ -102,6 +108,7 @@ class CurriculumGRPOTrainer(GRPOTrainer):
         self._check_save_steps(max_steps)
         self._verify = self._verifier_settings()
         self._observes = online_difficulty or self.curriculum_sampler.schedule.name == "adaptive"
+        self.skips_zero_advantage = skip_zero_advantage and zero_advantage.why_not_exact(self) is None
         if self._observes and self._verify["answer_key"] not in dataset.column_names:
             raise ValueError(f"online difficulty and the adaptive schedule verify completions against the gold "
                              f"answer column {self._verify['answer_key']!r}, which the training dataset lacks")
@@ -149,6 +156,21 @@ class CurriculumGRPOTrainer(GRPOTrainer):
         if self._inside_generation(max_steps):
             logger.warning("max_steps=%d ends inside a generation: training stops before using all of its "
                            "completions, and the final checkpoint cannot be resumed", max_steps)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        keep = zero_advantage.with_signal(inputs) if self.skips_zero_advantage and model.training else None
+        if keep is not None:
+            skipped = self._metrics["train"]["curriculum/completions_skipped"]  # share of the micro-batch left out
+            if not keep.any():
+                skipped.append(1.0)
+                return zero_advantage.zero_gradient_loss(model)
+            if not keep.all() and zero_advantage.can_drop_rows(inputs, self.loss_type):
+                skipped.append(1.0 - float(keep.float().mean()))
+                inputs = zero_advantage.rows_with_signal(inputs, keep)
+            else:
+                skipped.append(0.0)
+        return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                    num_items_in_batch=num_items_in_batch)
 
     def _verifier_settings(self) -> dict:
         """The verification the correctness rewards use (the first `accuracy`/`cosine`), else the defaults."""

@@ -4,10 +4,10 @@ the weights come out the same.
 Two arms train one arm of the curriculum study (`studies/curriculum-study.yaml`: its recipe, pool and seed) for
 a few steps: `skip` (the default, `skip_zero_advantage: true`) and `no-skip`. By default they run at the same
 time, each in its own process on its own core in a study worker's environment, so both see the same machine;
-`--one-at-a-time` runs them one after the other, unpinned, one thread each (less memory, for a busy machine). The timers are
-bench_train.py's, on the trainer's own methods, with the process's CPU seconds beside the wall seconds. With
-the same seed, both arms draw the same completions as long as their weights agree to rounding, so equal
-rewards at every step and the largest weight difference at the end show what the skip changed.
+`--one-at-a-time` runs them one after the other, unpinned, one thread each (less memory, for a busy machine).
+The timers are bench_train.py's, on the trainer's own methods, with the process's CPU seconds beside the wall
+seconds. With the same seed, both arms draw the same completions until their weights differ enough to change
+one sampled token; the report says at which step that happened and how far apart the trained weights ended.
 
     python benchmarks/bench_zero_advantage.py --steps 6 --arm uniform-all
 

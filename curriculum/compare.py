@@ -509,26 +509,32 @@ def study_status(settings: CompareSettings) -> list[dict]:
                          "points": 1, "accuracy": _final_accuracy(path) if done else {}, "zero_adv_share": None})
             continue
         arm, directory = settings.arm(name), arm_dir(out, name, seed)
-        steps = [*settings.checkpoint_steps(), None]
-        evaluated = _evaluated_points(settings, arm, seed)
-        trained = training_is_current(directory, settings.fingerprint("train", arm, seed))
+        trained, evaluated = _run_progress(settings, arm, seed)
         metrics = reports.read_metrics(directory / METRICS) if (directory / METRICS).exists() else []
         step = max((int(row["step"]) for row in metrics if "step" in row), default=0)
-        state = ("done" if trained and evaluated == len(steps) else "evaluating" if trained
+        state = ("done" if trained and evaluated == _curve_points(settings) else "evaluating" if trained
                  else f"training ({step}/{settings.steps})" if metrics else "not started")
         _, shares = zero_advantage(directory) if metrics else ([], [])
         rows.append({"unit": f"{name}/seed-{seed}", "state": state, "step": settings.steps if trained else step,
-                     "evaluated": evaluated, "points": len(steps),
+                     "evaluated": evaluated, "points": _curve_points(settings),
                      "accuracy": _final_accuracy(eval_path(directory, None)) if state == "done" else {},
                      "zero_adv_share": float(np.mean(shares)) if shares else None})
     return rows
 
 
-def _evaluated_points(settings: CompareSettings, arm: Arm, seed: int) -> int:
-    """How many of a run's learning-curve points (checkpoints and final model) are evaluated and current."""
+def _curve_points(settings: CompareSettings) -> int:
+    """Learning-curve points a run is evaluated at: its checkpoints and the final model."""
+    return len(settings.checkpoint_steps()) + 1
+
+
+def _run_progress(settings: CompareSettings, arm: Arm, seed: int) -> tuple[bool, int]:
+    """(whether the run is trained with the current settings, how many of its curve points are evaluated and
+    current); finished when both are complete."""
     directory = arm_dir(Path(settings.out), arm.name, seed)
-    return sum(eval_is_current(eval_path(directory, step), settings.fingerprint("eval", arm, seed, step=step))
-               for step in [*settings.checkpoint_steps(), None])
+    trained = training_is_current(directory, settings.fingerprint("train", arm, seed))
+    evaluated = sum(eval_is_current(eval_path(directory, step), settings.fingerprint("eval", arm, seed, step=step))
+                    for step in [*settings.checkpoint_steps(), None])
+    return trained, evaluated
 
 
 def finished_subset(settings: CompareSettings) -> CompareSettings:
@@ -536,9 +542,8 @@ def finished_subset(settings: CompareSettings) -> CompareSettings:
     and the arms finished at every one of those seeds, so every difference is still paired seed by seed."""
 
     def finished(arm: Arm, seed: int) -> bool:
-        return (training_is_current(arm_dir(Path(settings.out), arm.name, seed),
-                                    settings.fingerprint("train", arm, seed))
-                and _evaluated_points(settings, arm, seed) == len(settings.checkpoint_steps()) + 1)
+        trained, evaluated = _run_progress(settings, arm, seed)
+        return trained and evaluated == _curve_points(settings)
 
     baseline = settings.arm(settings.baseline)
     seeds = [seed for seed in settings.seeds if finished(baseline, seed)]

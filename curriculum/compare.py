@@ -855,6 +855,8 @@ def arm_compute(directory: Path) -> dict:
     runtime = next((row["train_runtime"] for row in reversed(metrics) if "train_runtime" in row), None)
     marker = directory / DONE
     wall = json.loads(marker.read_text()).get("wall_s") if marker.exists() else None
+    skipped = [row["curriculum/completions_skipped"] for row in metrics if "curriculum/completions_skipped" in row]
+    step_times = [row["perf/step_time_s"] for row in metrics if row.get("perf/step_time_s")]
     return {
         "steps": int(steps),
         "completions_per_step": per_step,
@@ -864,6 +866,10 @@ def arm_compute(directory: Path) -> dict:
         "tokens_seen": int(tokens_seen),  # TRL's num_tokens: prompt + completion tokens through the model
         "train_runtime_s": runtime,
         "wall_s": wall,
+        # a run resumed after a kill has a wall time that counts its restarts; the median step does not
+        "median_step_s": round(float(np.median(step_times)), 2) if step_times else None,
+        # share of completions whose advantage was 0 and so skipped the forward and backward pass (None: skip off)
+        "completions_skipped": round(float(np.mean(skipped)), 3) if skipped else None,
     }
 
 
@@ -1394,10 +1400,14 @@ def _report_compute(doc: reports.Document, comparison: dict) -> None:
         f"{compute['total_eval_wall_s'] / 60:.1f} min of wall time (final models; checkpoint evaluations not counted)."
     )
     doc.table(["arm", "seed", "steps", "completions", "completion tokens", "tokens seen (TRL)",
-               "train wall s", "eval wall s"],
+               "train wall s", "median step s", "completions skipped", "eval wall s"],
               [[a.get("arm", a["schedule"]), a["seed"], a["steps"], a["completions"], a["completion_tokens"],
-                a["tokens_seen"], _seconds(a["wall_s"] or a["train_runtime_s"]), _seconds(a["eval_wall_s"])]
+                a["tokens_seen"], _seconds(a["wall_s"] or a["train_runtime_s"]), _seconds(a.get("median_step_s")),
+                _share(a.get("completions_skipped")), _seconds(a["eval_wall_s"])]
                for a in comparison["arms"]])
+    doc.text("Completions skipped: the share whose advantage was 0, left out of the forward and backward pass "
+             "(`skip_zero_advantage`; \"off\" for runs trained without it). Skipping them changes no update beyond "
+             "float rounding; it only saves the time.")
 
 
 def _report_harness(doc: reports.Document, s: dict, harness: dict, k) -> None:
@@ -1425,6 +1435,10 @@ def _spec(value) -> str:
     if isinstance(value, dict):
         return json.dumps(value)
     return str(value)
+
+
+def _share(value) -> str:
+    return "off" if value is None else f"{value:.0%}"
 
 
 def _seconds(value) -> str:

@@ -24,6 +24,7 @@ from curriculum.compare import (
     Arm,
     CompareError,
     CompareSettings,
+    arm_compute,
     bootstrap_curves,
     first_crossing,
     fmt_reach,
@@ -82,6 +83,23 @@ def test_every_arm_gets_the_same_compute(compared):
     assert comparison["compute"]["total_steps"] == 4 and comparison["compute"]["total_completion_tokens"] > 0
 
 
+def test_compute_records_skipped_completions_and_the_median_step(tmp_path):
+    # the study mixes runs trained with and without skip_zero_advantage, and resumed runs whose wall time counts
+    # their restarts: the compute table must tell them apart
+    rows = [{"step": 1, "perf/step_time_s": 40.0, "curriculum/completions_skipped": 0.5},
+            {"step": 2, "perf/step_time_s": 90.0, "curriculum/completions_skipped": 0.25},
+            {"step": 3, "perf/step_time_s": 42.0, "curriculum/completions_skipped": 0.15}]
+    with_skip, without = tmp_path / "with", tmp_path / "without"
+    for directory, keep in ((with_skip, True), (without, False)):
+        directory.mkdir()
+        (directory / "metrics.jsonl").write_text("".join(
+            json.dumps(row if keep else {k: v for k, v in row.items() if k != "curriculum/completions_skipped"})
+            + "\n" for row in rows))
+    assert arm_compute(with_skip)["completions_skipped"] == 0.3  # the mean over steps, not the median
+    assert arm_compute(with_skip)["median_step_s"] == 42.0
+    assert arm_compute(without)["completions_skipped"] is None
+
+
 def test_one_harness_and_a_paired_difference(compared):
     root, _, comparison, _ = compared
     evals = [json.loads((root / "out" / s / "seed-0" / "eval.json").read_text()) for s in ("linear", "uniform")]
@@ -115,7 +133,8 @@ def test_report_shows_curves_accuracy_difference_and_compute(compared):
     root, _, comparison, _ = compared
     report = (root / "out" / "report" / "report.md").read_text()
     assert "accuracy.png" in report and "curves.png" in report
-    assert "Compute used" in report and "linear - uniform" in report
+    assert "Compute used" in report and "linear - uniform" in report and "completions skipped" in report
+    assert all(0.0 <= arm["completions_skipped"] <= 1.0 for arm in comparison["arms"])  # the skip is on by default
     if not comparison["differences"]["linear"]["mini"]["significant"]:
         assert "not significant" in report
     assert (root / "out" / "report" / "curves.png").read_bytes().startswith(b"\x89PNG")

@@ -63,6 +63,7 @@ import numpy as np
 from curriculum import layout, reports
 from curriculum.evaluation import EvalSettings, bootstrap_interval, paired_bootstrap_difference
 from curriculum.layout import CONFIG, METRICS, REPORT_DIR, journal_path_for
+from curriculum.stats import seed_level_difference
 
 COMPARISON = "comparison.json"
 STUDY = "study.json"
@@ -982,7 +983,8 @@ def _differences_to_baseline(settings: CompareSettings, evals: dict[str, list[di
                 ra = np.asarray(a["benchmarks"][benchmark]["problems"]["correct"]) / a["k"]
                 rb = np.asarray(b["benchmarks"][benchmark]["problems"]["correct"]) / b["k"]
                 per_seed.append(float(np.mean(ra - rb)))
-            differences[arm.name][benchmark] = {**diff, "per_seed": per_seed}
+            over_seeds = seed_level_difference(per_seed, confidence=settings.eval.confidence)
+            differences[arm.name][benchmark] = {**diff, "per_seed": per_seed, "over_seeds": over_seeds}
     return differences
 
 
@@ -1319,21 +1321,36 @@ def _report_differences(doc: reports.Document, comparison: dict) -> None:
     diff_rows, verdicts = [], []
     for name, by_name in comparison["differences"].items():
         for benchmark, diff in by_name.items():
-            significant = diff["significant"]
-            verdict = "significant" if significant else "NOT significant (the interval contains 0)"
+            seeds = diff.get("over_seeds")
+            verdict, sentence = _difference_verdict(diff["significant"], seeds)
             diff_rows.append([f"{name} - {baseline}", benchmark, reports.fmt_difference(diff),
                               f"{diff['p_value']:.3f}", ", ".join(f"{100 * d:+.1f}" for d in diff["per_seed"]),
-                              verdict])
-            verdicts.append(
-                f"`{name}` minus `{baseline}` on {benchmark}: {reports.fmt_difference(diff)} "
-                + ("- a significant difference at 95%." if significant else
-                   "- not significant: this comparison cannot tell the arms apart.")
-            )
-    doc.text("Difference in avg@k, paired over the same problems (per-problem accuracy averaged over seeds, "
-             "bootstrap over problems):")
-    doc.table(["difference", "benchmark", "pts [95% CI]", "bootstrap p", "per seed (pts)", "verdict"], diff_rows)
+                              reports.fmt_difference(seeds) if seeds else "– (one seed)",
+                              f"{seeds['p_value']:.3f}" if seeds else "–", verdict])
+            verdicts.append(f"`{name}` minus `{baseline}` on {benchmark}: {reports.fmt_difference(diff)} - {sentence}")
+    doc.text("Difference in avg@k, paired over the same problems: per-problem accuracy averaged over seeds, "
+             "bootstrap over problems (the trained models held fixed); and over seeds: the per-seed differences "
+             "with a Student-t interval, which also counts how much a difference moves with the training seed.")
+    doc.table(["difference", "benchmark", "pts [95% CI] over problems", "bootstrap p", "per seed (pts)",
+               "pts [95% CI] over seeds (t)", "t p", "verdict"], diff_rows)
     for line in verdicts:
         doc.text(line)
+
+
+def _difference_verdict(over_problems: bool, over_seeds: dict | None) -> tuple[str, str]:
+    """(table cell, sentence): a difference counts when both intervals exclude 0, or the only one there is."""
+    if over_seeds is None:
+        return (("significant", "a significant difference at 95% (one seed: over problems only).") if over_problems
+                else ("NOT significant (the interval contains 0)",
+                      "not significant: this comparison cannot tell the arms apart."))
+    if over_problems and over_seeds["significant"]:
+        return "significant", "a significant difference at 95%, over problems and over seeds."
+    if over_problems:
+        return ("NOT significant over seeds",
+                "significant over problems, but not over seeds: the training seeds disagree, so this is not "
+                "yet a difference between the arms.")
+    return ("NOT significant (the interval contains 0)",
+            "not significant: this comparison cannot tell the arms apart.")
 
 
 def _report_study(doc: reports.Document, study: dict) -> None:

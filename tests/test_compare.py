@@ -100,6 +100,26 @@ def test_compute_records_skipped_completions_and_the_median_step(tmp_path):
     assert arm_compute(without)["completions_skipped"] is None
 
 
+def test_a_difference_counts_only_when_the_training_seeds_agree():
+    # the bootstrap over problems holds the trained models fixed; three seeds that disagree in sign must not
+    # pass as a difference between the arms however tight that interval is
+    from scipy.stats import t, ttest_1samp
+
+    from curriculum.compare import _difference_verdict
+    from curriculum.stats import seed_level_difference
+
+    per_seed = [0.008, -0.042, 0.030]
+    seeds = seed_level_difference(per_seed)
+    reference = t.interval(0.95, df=2, loc=np.mean(per_seed), scale=np.std(per_seed, ddof=1) / np.sqrt(3))
+    assert (seeds["ci_low"], seeds["ci_high"]) == pytest.approx(reference)
+    assert seeds["p_value"] == pytest.approx(ttest_1samp(per_seed, 0.0).pvalue)
+    assert not seeds["significant"] and seed_level_difference([0.02]) is None
+    cell, sentence = _difference_verdict(True, seeds)
+    assert cell == "NOT significant over seeds" and "seeds disagree" in sentence
+    assert _difference_verdict(True, seed_level_difference([0.03, 0.04, 0.05]))[0] == "significant"
+    assert _difference_verdict(True, None)[0] == "significant"  # one seed: the only interval there is
+
+
 def test_one_harness_and_a_paired_difference(compared):
     root, _, comparison, _ = compared
     evals = [json.loads((root / "out" / s / "seed-0" / "eval.json").read_text()) for s in ("linear", "uniform")]
@@ -109,6 +129,7 @@ def test_one_harness_and_a_paired_difference(compared):
     accuracy = comparison["accuracy"]
     assert diff["mean"] == pytest.approx(accuracy["linear"]["mini"]["mean"] - accuracy["uniform"]["mini"]["mean"])
     assert diff["ci_low"] <= diff["mean"] <= diff["ci_high"] and "significant" in diff
+    assert diff["over_seeds"] is None  # one seed: no interval over seeds
     assert comparison["harness"]["engine_decoders"] == [evals[0]["engine_decoder"]] and evals[0]["engine_decoder"]
 
 
@@ -134,6 +155,7 @@ def test_report_shows_curves_accuracy_difference_and_compute(compared):
     report = (root / "out" / "report" / "report.md").read_text()
     assert "accuracy.png" in report and "curves.png" in report
     assert "Compute used" in report and "linear - uniform" in report and "completions skipped" in report
+    assert "over seeds (t)" in report and "– (one seed)" in report
     assert all(0.0 <= arm["completions_skipped"] <= 1.0 for arm in comparison["arms"])  # the skip is on by default
     if not comparison["differences"]["linear"]["mini"]["significant"]:
         assert "not significant" in report

@@ -539,19 +539,27 @@ def _run_progress(settings: CompareSettings, arm: Arm, seed: int) -> tuple[bool,
 
 
 def finished_subset(settings: CompareSettings) -> CompareSettings:
-    """The study cut down to what is finished: the seeds whose baseline run is trained and fully evaluated,
-    and the arms finished at every one of those seeds, so every difference is still paired seed by seed."""
+    """The study cut down to what is finished, paired seed by seed: the first seeds the baseline has finished
+    (trained and fully evaluated) and the arms finished at every one of them, choosing how many seeds to take
+    so that the most runs are compared (on a tie, the more arms). A baseline one seed ahead of the other arms
+    so leaves out its newest seed rather than every other arm."""
 
     def finished(arm: Arm, seed: int) -> bool:
         trained, evaluated = _run_progress(settings, arm, seed)
         return trained and evaluated == _curve_points(settings)
 
     baseline = settings.arm(settings.baseline)
-    seeds = [seed for seed in settings.seeds if finished(baseline, seed)]
-    arms = [arm for arm in settings.arms if seeds and all(finished(arm, seed) for seed in seeds)]
-    if len(arms) < 2:
+    baseline_seeds = [seed for seed in settings.seeds if finished(baseline, seed)]
+    candidates = []
+    for count in range(1, len(baseline_seeds) + 1):
+        seeds = baseline_seeds[:count]
+        arms = [arm for arm in settings.arms if all(finished(arm, seed) for seed in seeds)]
+        if len(arms) >= 2:
+            candidates.append((len(arms) * count, len(arms), seeds, arms))
+    if not candidates:
         raise CompareError(f"nothing to compare yet: no other arm has finished the seeds the baseline "
-                           f"{settings.baseline!r} has finished ({seeds or 'none'})")
+                           f"{settings.baseline!r} has finished ({baseline_seeds or 'none'})")
+    _, _, seeds, arms = max(candidates, key=lambda candidate: candidate[:2])
     return replace(settings, arms=arms, seeds=seeds, workers=1)
 
 
@@ -1054,6 +1062,8 @@ def study_statistics(settings: CompareSettings, runs: list[dict], accuracy: dict
             "total_rollouts": int(train_rollouts + offsets[name]),
             "rollouts_to_reach_baseline": reach[name],
             **_zero_advantage_summary(per_run[name]),
+            "difference_curve": None if name == settings.baseline else _difference_curve(
+                curves[name], curves[settings.baseline], draws[name] - draws[settings.baseline], steps, conf),
             "curve": {
                 "step": steps,
                 "train_rollouts": [int(x) for x in rollouts[name]],
@@ -1070,6 +1080,17 @@ def study_statistics(settings: CompareSettings, runs: list[dict], accuracy: dict
                 arm["curve"]["accuracy"][0] >= target - 1e-9 for arm in arms.values()),
             "interval": f"{100 * conf:g}% percentile bootstrap over problems and seeds, {resamples} draws",
             "arms": arms}
+
+
+def _difference_curve(ours: np.ndarray, theirs: np.ndarray, paired_draws: np.ndarray, steps: list[int],
+                      confidence: float) -> dict:
+    """An arm minus the baseline at every curve point: the paired bootstrap over problems and seeds, and the
+    t interval over the per-seed differences (which says whether an early lead holds across training seeds)."""
+    low, high = curve_bands(paired_draws, confidence)
+    per_seed = (ours - theirs).mean(axis=2)  # (seeds, points)
+    return {"step": steps, "mean": per_seed.mean(axis=0).tolist(), "ci_low": low, "ci_high": high,
+            "per_seed": per_seed.T.tolist(),
+            "over_seeds": [seed_level_difference(column, confidence=confidence) for column in per_seed.T]}
 
 
 def _curves_and_rollouts(settings: CompareSettings, out: Path, primary: str, base: dict | None, steps: list[int],
@@ -1145,6 +1166,7 @@ def study_json(comparison: dict) -> dict:
                         "train_rollouts": arm["train_rollouts"], "scoring_rollouts": arm["scoring_rollouts"],
                         "total_rollouts": arm["total_rollouts"], "difference": arm["difference"],
                         "rollouts_to_reach_baseline": arm["rollouts_to_reach_baseline"], "curve": arm["curve"],
+                        "difference_curve": arm.get("difference_curve"),
                         "settings": s["arms"].get(name, {"schedule": arm["schedule"]})}
                  for name, arm in study["arms"].items()},
     }
@@ -1322,7 +1344,7 @@ def _report_differences(doc: reports.Document, comparison: dict) -> None:
     for name, by_name in comparison["differences"].items():
         for benchmark, diff in by_name.items():
             seeds = diff.get("over_seeds")
-            verdict, sentence = _difference_verdict(diff["significant"], seeds)
+            verdict, sentence = difference_verdict(diff["significant"], seeds)
             diff_rows.append([f"{name} - {baseline}", benchmark, reports.fmt_difference(diff),
                               f"{diff['p_value']:.3f}", ", ".join(f"{100 * d:+.1f}" for d in diff["per_seed"]),
                               reports.fmt_difference(seeds) if seeds else "– (one seed)",
@@ -1337,7 +1359,7 @@ def _report_differences(doc: reports.Document, comparison: dict) -> None:
         doc.text(line)
 
 
-def _difference_verdict(over_problems: bool, over_seeds: dict | None) -> tuple[str, str]:
+def difference_verdict(over_problems: bool, over_seeds: dict | None) -> tuple[str, str]:
     """(table cell, sentence): a difference counts when both intervals exclude 0, or the only one there is."""
     if over_seeds is None:
         return (("significant", "a significant difference at 95% (one seed: over problems only).") if over_problems
@@ -1383,6 +1405,24 @@ def _report_study(doc: reports.Document, study: dict) -> None:
     doc.table(["arm", "final % [95% CI]", "per seed %", "train rollouts", "scoring rollouts", "total rollouts",
                "train rollouts to reach [95%]", "vs baseline", "draws reaching",
                "total rollouts to reach [95%]", "vs baseline total", "zero-adv share"], reach_rows)
+    curve_rows = []
+    for name, arm in study["arms"].items():
+        difference = arm.get("difference_curve")
+        for i, step in enumerate(difference["step"] if difference else []):
+            if step == 0:
+                continue  # the untrained model, the same for every arm
+            seeds = difference["over_seeds"][i]
+            curve_rows.append([f"{name} - {study['baseline']}", step, f"{100 * difference['mean'][i]:+.1f}",
+                               f"[{100 * difference['ci_low'][i]:+.1f}, {100 * difference['ci_high'][i]:+.1f}]",
+                               f"[{100 * seeds['ci_low']:+.1f}, {100 * seeds['ci_high']:+.1f}]" if seeds else "–",
+                               ", ".join(f"{100 * d:+.1f}" for d in difference["per_seed"][i])])
+    if curve_rows:
+        doc.text("Along the learning curve, each arm minus the baseline at the same step, in points: the 95% "
+                 "interval of the paired bootstrap over problems and seeds, and the Student-t interval over the "
+                 "per-seed differences (with few seeds the wider, and the one that says whether a lead holds "
+                 "from one training seed to the next).")
+        doc.table(["difference", "step", "pts", "[95%] problems and seeds", "[95%] over seeds (t)", "per seed"],
+                  curve_rows)
 
 
 def _report_figures(doc: reports.Document, out: Path, comparison: dict, report_dir: Path, k) -> list[Path]:

@@ -63,6 +63,7 @@ import numpy as np
 from curriculum import layout, reports
 from curriculum.evaluation import EvalSettings, bootstrap_interval, paired_bootstrap_difference
 from curriculum.layout import CONFIG, METRICS, REPORT_DIR, journal_path_for
+from curriculum.stats import seed_level_difference
 
 COMPARISON = "comparison.json"
 STUDY = "study.json"
@@ -538,19 +539,27 @@ def _run_progress(settings: CompareSettings, arm: Arm, seed: int) -> tuple[bool,
 
 
 def finished_subset(settings: CompareSettings) -> CompareSettings:
-    """The study cut down to what is finished: the seeds whose baseline run is trained and fully evaluated,
-    and the arms finished at every one of those seeds, so every difference is still paired seed by seed."""
+    """The study cut down to what is finished, paired seed by seed: the first seeds the baseline has finished
+    (trained and fully evaluated) and the arms finished at every one of them, choosing how many seeds to take
+    so that the most runs are compared (on a tie, the more arms). A baseline one seed ahead of the other arms
+    so leaves out its newest seed rather than every other arm."""
 
     def finished(arm: Arm, seed: int) -> bool:
         trained, evaluated = _run_progress(settings, arm, seed)
         return trained and evaluated == _curve_points(settings)
 
     baseline = settings.arm(settings.baseline)
-    seeds = [seed for seed in settings.seeds if finished(baseline, seed)]
-    arms = [arm for arm in settings.arms if seeds and all(finished(arm, seed) for seed in seeds)]
-    if len(arms) < 2:
+    baseline_seeds = [seed for seed in settings.seeds if finished(baseline, seed)]
+    candidates = []
+    for count in range(1, len(baseline_seeds) + 1):
+        seeds = baseline_seeds[:count]
+        arms = [arm for arm in settings.arms if all(finished(arm, seed) for seed in seeds)]
+        if len(arms) >= 2:
+            candidates.append((len(arms) * count, len(arms), seeds, arms))
+    if not candidates:
         raise CompareError(f"nothing to compare yet: no other arm has finished the seeds the baseline "
-                           f"{settings.baseline!r} has finished ({seeds or 'none'})")
+                           f"{settings.baseline!r} has finished ({baseline_seeds or 'none'})")
+    _, _, seeds, arms = max(candidates, key=lambda candidate: candidate[:2])
     return replace(settings, arms=arms, seeds=seeds, workers=1)
 
 
@@ -855,6 +864,8 @@ def arm_compute(directory: Path) -> dict:
     runtime = next((row["train_runtime"] for row in reversed(metrics) if "train_runtime" in row), None)
     marker = directory / DONE
     wall = json.loads(marker.read_text()).get("wall_s") if marker.exists() else None
+    skipped = [row["curriculum/completions_skipped"] for row in metrics if "curriculum/completions_skipped" in row]
+    step_times = [row["perf/step_time_s"] for row in metrics if row.get("perf/step_time_s")]
     return {
         "steps": int(steps),
         "completions_per_step": per_step,
@@ -864,6 +875,10 @@ def arm_compute(directory: Path) -> dict:
         "tokens_seen": int(tokens_seen),  # TRL's num_tokens: prompt + completion tokens through the model
         "train_runtime_s": runtime,
         "wall_s": wall,
+        # a run resumed after a kill has a wall time that counts its restarts; the median step does not
+        "median_step_s": round(float(np.median(step_times)), 2) if step_times else None,
+        # share of completions whose advantage was 0 and so skipped the forward and backward pass (None: skip off)
+        "completions_skipped": round(float(np.mean(skipped)), 3) if skipped else None,
     }
 
 
@@ -976,7 +991,8 @@ def _differences_to_baseline(settings: CompareSettings, evals: dict[str, list[di
                 ra = np.asarray(a["benchmarks"][benchmark]["problems"]["correct"]) / a["k"]
                 rb = np.asarray(b["benchmarks"][benchmark]["problems"]["correct"]) / b["k"]
                 per_seed.append(float(np.mean(ra - rb)))
-            differences[arm.name][benchmark] = {**diff, "per_seed": per_seed}
+            over_seeds = seed_level_difference(per_seed, confidence=settings.eval.confidence)
+            differences[arm.name][benchmark] = {**diff, "per_seed": per_seed, "over_seeds": over_seeds}
     return differences
 
 
@@ -1046,6 +1062,8 @@ def study_statistics(settings: CompareSettings, runs: list[dict], accuracy: dict
             "total_rollouts": int(train_rollouts + offsets[name]),
             "rollouts_to_reach_baseline": reach[name],
             **_zero_advantage_summary(per_run[name]),
+            "difference_curve": None if name == settings.baseline else _difference_curve(
+                curves[name], curves[settings.baseline], draws[name] - draws[settings.baseline], steps, conf),
             "curve": {
                 "step": steps,
                 "train_rollouts": [int(x) for x in rollouts[name]],
@@ -1062,6 +1080,17 @@ def study_statistics(settings: CompareSettings, runs: list[dict], accuracy: dict
                 arm["curve"]["accuracy"][0] >= target - 1e-9 for arm in arms.values()),
             "interval": f"{100 * conf:g}% percentile bootstrap over problems and seeds, {resamples} draws",
             "arms": arms}
+
+
+def _difference_curve(ours: np.ndarray, theirs: np.ndarray, paired_draws: np.ndarray, steps: list[int],
+                      confidence: float) -> dict:
+    """An arm minus the baseline at every curve point: the paired bootstrap over problems and seeds, and the
+    t interval over the per-seed differences (which says whether an early lead holds across training seeds)."""
+    low, high = curve_bands(paired_draws, confidence)
+    per_seed = (ours - theirs).mean(axis=2)  # (seeds, points)
+    return {"step": steps, "mean": per_seed.mean(axis=0).tolist(), "ci_low": low, "ci_high": high,
+            "per_seed": per_seed.T.tolist(),
+            "over_seeds": [seed_level_difference(column, confidence=confidence) for column in per_seed.T]}
 
 
 def _curves_and_rollouts(settings: CompareSettings, out: Path, primary: str, base: dict | None, steps: list[int],
@@ -1137,6 +1166,7 @@ def study_json(comparison: dict) -> dict:
                         "train_rollouts": arm["train_rollouts"], "scoring_rollouts": arm["scoring_rollouts"],
                         "total_rollouts": arm["total_rollouts"], "difference": arm["difference"],
                         "rollouts_to_reach_baseline": arm["rollouts_to_reach_baseline"], "curve": arm["curve"],
+                        "difference_curve": arm.get("difference_curve"),
                         "settings": s["arms"].get(name, {"schedule": arm["schedule"]})}
                  for name, arm in study["arms"].items()},
     }
@@ -1313,21 +1343,36 @@ def _report_differences(doc: reports.Document, comparison: dict) -> None:
     diff_rows, verdicts = [], []
     for name, by_name in comparison["differences"].items():
         for benchmark, diff in by_name.items():
-            significant = diff["significant"]
-            verdict = "significant" if significant else "NOT significant (the interval contains 0)"
+            seeds = diff.get("over_seeds")
+            verdict, sentence = difference_verdict(diff["significant"], seeds)
             diff_rows.append([f"{name} - {baseline}", benchmark, reports.fmt_difference(diff),
                               f"{diff['p_value']:.3f}", ", ".join(f"{100 * d:+.1f}" for d in diff["per_seed"]),
-                              verdict])
-            verdicts.append(
-                f"`{name}` minus `{baseline}` on {benchmark}: {reports.fmt_difference(diff)} "
-                + ("- a significant difference at 95%." if significant else
-                   "- not significant: this comparison cannot tell the arms apart.")
-            )
-    doc.text("Difference in avg@k, paired over the same problems (per-problem accuracy averaged over seeds, "
-             "bootstrap over problems):")
-    doc.table(["difference", "benchmark", "pts [95% CI]", "bootstrap p", "per seed (pts)", "verdict"], diff_rows)
+                              reports.fmt_difference(seeds) if seeds else "– (one seed)",
+                              f"{seeds['p_value']:.3f}" if seeds else "–", verdict])
+            verdicts.append(f"`{name}` minus `{baseline}` on {benchmark}: {reports.fmt_difference(diff)} - {sentence}")
+    doc.text("Difference in avg@k, paired over the same problems: per-problem accuracy averaged over seeds, "
+             "bootstrap over problems (the trained models held fixed); and over seeds: the per-seed differences "
+             "with a Student-t interval, which also counts how much a difference moves with the training seed.")
+    doc.table(["difference", "benchmark", "pts [95% CI] over problems", "bootstrap p", "per seed (pts)",
+               "pts [95% CI] over seeds (t)", "t p", "verdict"], diff_rows)
     for line in verdicts:
         doc.text(line)
+
+
+def difference_verdict(over_problems: bool, over_seeds: dict | None) -> tuple[str, str]:
+    """(table cell, sentence): a difference counts when both intervals exclude 0, or the only one there is."""
+    if over_seeds is None:
+        return (("significant", "a significant difference at 95% (one seed: over problems only).") if over_problems
+                else ("NOT significant (the interval contains 0)",
+                      "not significant: this comparison cannot tell the arms apart."))
+    if over_problems and over_seeds["significant"]:
+        return "significant", "a significant difference at 95%, over problems and over seeds."
+    if over_problems:
+        return ("NOT significant over seeds",
+                "significant over problems, but not over seeds: the training seeds disagree, so this is not "
+                "yet a difference between the arms.")
+    return ("NOT significant (the interval contains 0)",
+            "not significant: this comparison cannot tell the arms apart.")
 
 
 def _report_study(doc: reports.Document, study: dict) -> None:
@@ -1360,6 +1405,24 @@ def _report_study(doc: reports.Document, study: dict) -> None:
     doc.table(["arm", "final % [95% CI]", "per seed %", "train rollouts", "scoring rollouts", "total rollouts",
                "train rollouts to reach [95%]", "vs baseline", "draws reaching",
                "total rollouts to reach [95%]", "vs baseline total", "zero-adv share"], reach_rows)
+    curve_rows = []
+    for name, arm in study["arms"].items():
+        difference = arm.get("difference_curve")
+        for i, step in enumerate(difference["step"] if difference else []):
+            if step == 0:
+                continue  # the untrained model, the same for every arm
+            seeds = difference["over_seeds"][i]
+            curve_rows.append([f"{name} - {study['baseline']}", step, f"{100 * difference['mean'][i]:+.1f}",
+                               f"[{100 * difference['ci_low'][i]:+.1f}, {100 * difference['ci_high'][i]:+.1f}]",
+                               f"[{100 * seeds['ci_low']:+.1f}, {100 * seeds['ci_high']:+.1f}]" if seeds else "–",
+                               ", ".join(f"{100 * d:+.1f}" for d in difference["per_seed"][i])])
+    if curve_rows:
+        doc.text("Along the learning curve, each arm minus the baseline at the same step, in points: the 95% "
+                 "interval of the paired bootstrap over problems and seeds, and the Student-t interval over the "
+                 "per-seed differences (with few seeds the wider, and the one that says whether a lead holds "
+                 "from one training seed to the next).")
+        doc.table(["difference", "step", "pts", "[95%] problems and seeds", "[95%] over seeds (t)", "per seed"],
+                  curve_rows)
 
 
 def _report_figures(doc: reports.Document, out: Path, comparison: dict, report_dir: Path, k) -> list[Path]:
@@ -1394,10 +1457,14 @@ def _report_compute(doc: reports.Document, comparison: dict) -> None:
         f"{compute['total_eval_wall_s'] / 60:.1f} min of wall time (final models; checkpoint evaluations not counted)."
     )
     doc.table(["arm", "seed", "steps", "completions", "completion tokens", "tokens seen (TRL)",
-               "train wall s", "eval wall s"],
+               "train wall s", "median step s", "completions skipped", "eval wall s"],
               [[a.get("arm", a["schedule"]), a["seed"], a["steps"], a["completions"], a["completion_tokens"],
-                a["tokens_seen"], _seconds(a["wall_s"] or a["train_runtime_s"]), _seconds(a["eval_wall_s"])]
+                a["tokens_seen"], _seconds(a["wall_s"] or a["train_runtime_s"]), _seconds(a.get("median_step_s")),
+                _share(a.get("completions_skipped")), _seconds(a["eval_wall_s"])]
                for a in comparison["arms"]])
+    doc.text("Completions skipped: the share whose advantage was 0, left out of the forward and backward pass "
+             "(`skip_zero_advantage`; \"off\" for runs trained without it). Skipping them changes no update beyond "
+             "float rounding; it only saves the time.")
 
 
 def _report_harness(doc: reports.Document, s: dict, harness: dict, k) -> None:
@@ -1425,6 +1492,10 @@ def _spec(value) -> str:
     if isinstance(value, dict):
         return json.dumps(value)
     return str(value)
+
+
+def _share(value) -> str:
+    return "off" if value is None else f"{value:.0%}"
 
 
 def _seconds(value) -> str:

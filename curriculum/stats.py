@@ -204,6 +204,34 @@ def paired_bootstrap_difference(
     return {**interval.to_dict(), "p_value": p_value, "significant": significant, "n_problems": int(diff.size)}
 
 
+def seed_level_difference(per_seed: Sequence[float], *, confidence: float = 0.95) -> dict | None:
+    """Mean of per-seed differences with a Student-t interval and p over seeds (None under two seeds).
+
+    The bootstrap over problems holds the trained models fixed, so it says nothing about how much a
+    difference moves with the training seed; with few runs that variation is the larger one. Each run's
+    difference already carries its problems' noise, so the t interval over runs covers both.
+
+    >>> out = seed_level_difference([0.01, 0.02, 0.03])
+    >>> round(out["mean"], 3), round(out["ci_low"], 4), round(out["ci_high"], 4), out["n_seeds"]
+    (0.02, -0.0048, 0.0448, 3)
+    """
+    from scipy.stats import t
+
+    values = np.asarray(per_seed, dtype=float)
+    n = values.size
+    if n < 2:
+        return None
+    mean, spread = float(values.mean()), float(values.std(ddof=1))
+    if spread == 0.0:  # every seed the same: the interval is that point
+        return {"mean": mean, "ci_low": mean, "ci_high": mean, "p_value": 0.0 if mean else 1.0,
+                "significant": mean != 0.0, "n_seeds": n}
+    se = spread / math.sqrt(n)
+    half = float(t.ppf(0.5 + confidence / 2.0, df=n - 1)) * se
+    p_value = float(2.0 * t.sf(abs(mean) / se, df=n - 1))
+    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "p_value": p_value,
+            "significant": bool(mean - half > 0 or mean + half < 0), "n_seeds": n}
+
+
 def fmt_interval(metric: dict | None, scale: float = 100.0) -> str:
     """'41.2 [35.0, 47.5]' from {"mean", "ci_low", "ci_high"} (percent by default).
 

@@ -24,6 +24,7 @@ from curriculum.compare import (
     Arm,
     CompareError,
     CompareSettings,
+    arm_compute,
     bootstrap_curves,
     first_crossing,
     fmt_reach,
@@ -82,6 +83,43 @@ def test_every_arm_gets_the_same_compute(compared):
     assert comparison["compute"]["total_steps"] == 4 and comparison["compute"]["total_completion_tokens"] > 0
 
 
+def test_compute_records_skipped_completions_and_the_median_step(tmp_path):
+    # the study mixes runs trained with and without skip_zero_advantage, and resumed runs whose wall time counts
+    # their restarts: the compute table must tell them apart
+    rows = [{"step": 1, "perf/step_time_s": 40.0, "curriculum/completions_skipped": 0.5},
+            {"step": 2, "perf/step_time_s": 90.0, "curriculum/completions_skipped": 0.25},
+            {"step": 3, "perf/step_time_s": 42.0, "curriculum/completions_skipped": 0.15}]
+    with_skip, without = tmp_path / "with", tmp_path / "without"
+    for directory, keep in ((with_skip, True), (without, False)):
+        directory.mkdir()
+        (directory / "metrics.jsonl").write_text("".join(
+            json.dumps(row if keep else {k: v for k, v in row.items() if k != "curriculum/completions_skipped"})
+            + "\n" for row in rows))
+    assert arm_compute(with_skip)["completions_skipped"] == 0.3  # the mean over steps, not the median
+    assert arm_compute(with_skip)["median_step_s"] == 42.0
+    assert arm_compute(without)["completions_skipped"] is None
+
+
+def test_a_difference_counts_only_when_the_training_seeds_agree():
+    # the bootstrap over problems holds the trained models fixed; three seeds that disagree in sign must not
+    # pass as a difference between the arms however tight that interval is
+    from scipy.stats import t, ttest_1samp
+
+    from curriculum.compare import difference_verdict
+    from curriculum.stats import seed_level_difference
+
+    per_seed = [0.008, -0.042, 0.030]
+    seeds = seed_level_difference(per_seed)
+    reference = t.interval(0.95, df=2, loc=np.mean(per_seed), scale=np.std(per_seed, ddof=1) / np.sqrt(3))
+    assert (seeds["ci_low"], seeds["ci_high"]) == pytest.approx(reference)
+    assert seeds["p_value"] == pytest.approx(ttest_1samp(per_seed, 0.0).pvalue)
+    assert not seeds["significant"] and seed_level_difference([0.02]) is None
+    cell, sentence = difference_verdict(True, seeds)
+    assert cell == "NOT significant over seeds" and "seeds disagree" in sentence
+    assert difference_verdict(True, seed_level_difference([0.03, 0.04, 0.05]))[0] == "significant"
+    assert difference_verdict(True, None)[0] == "significant"  # one seed: the only interval there is
+
+
 def test_one_harness_and_a_paired_difference(compared):
     root, _, comparison, _ = compared
     evals = [json.loads((root / "out" / s / "seed-0" / "eval.json").read_text()) for s in ("linear", "uniform")]
@@ -91,6 +129,7 @@ def test_one_harness_and_a_paired_difference(compared):
     accuracy = comparison["accuracy"]
     assert diff["mean"] == pytest.approx(accuracy["linear"]["mini"]["mean"] - accuracy["uniform"]["mini"]["mean"])
     assert diff["ci_low"] <= diff["mean"] <= diff["ci_high"] and "significant" in diff
+    assert diff["over_seeds"] is None  # one seed: no interval over seeds
     assert comparison["harness"]["engine_decoders"] == [evals[0]["engine_decoder"]] and evals[0]["engine_decoder"]
 
 
@@ -115,7 +154,12 @@ def test_report_shows_curves_accuracy_difference_and_compute(compared):
     root, _, comparison, _ = compared
     report = (root / "out" / "report" / "report.md").read_text()
     assert "accuracy.png" in report and "curves.png" in report
-    assert "Compute used" in report and "linear - uniform" in report
+    assert "Compute used" in report and "linear - uniform" in report and "completions skipped" in report
+    assert "over seeds (t)" in report and "– (one seed)" in report
+    # these arms train with the package's default beta = 0.04, whose KL term gives every completion a gradient:
+    # the skip stays off, and the compute table says so rather than showing 0%
+    assert [arm["completions_skipped"] for arm in comparison["arms"]] == [None, None]
+    assert "| off |" in report
     if not comparison["differences"]["linear"]["mini"]["significant"]:
         assert "not significant" in report
     assert (root / "out" / "report" / "curves.png").read_bytes().startswith(b"\x89PNG")
@@ -295,6 +339,16 @@ def test_study_reports_curves_compute_and_statistics(study):
         reach = arm["rollouts_to_reach_baseline"]
         assert 0.0 <= reach["reached_frac"] <= 1.0 and "total" in reach
         assert (arm["difference"] is None) == (name == "uniform-all")
+        assert (arm["difference_curve"] is None) == (name == "uniform-all")
+        if arm["difference"] is not None:  # along the curve, each point paired with the baseline's at that step
+            base = summary["arms"]["uniform-all"]
+            along = arm["difference_curve"]
+            assert along["step"] == [0, 1, 2] and along["mean"][0] == pytest.approx(0.0)
+            assert along["mean"] == pytest.approx([a - b for a, b in zip(curve["accuracy"], base["curve"]["accuracy"],
+                                                                         strict=True)])
+            assert along["mean"][-1] == pytest.approx(arm["difference"]["mean"])
+            assert [len(d) for d in along["per_seed"]] == [2, 2, 2]
+            assert along["over_seeds"][-1]["n_seeds"] == 2 and arm["difference"]["over_seeds"]["n_seeds"] == 2
     assert summary["arms"]["uniform-all"]["curve"]["accuracy"][-1] == pytest.approx(summary["baseline_final_accuracy"])
     assert summary["arms"]["uniform-all"]["curve"]["accuracy"][0] == \
         summary["arms"]["linear-online"]["curve"]["accuracy"][0]  # step 0: the one untrained model
@@ -312,6 +366,7 @@ def test_study_reports_curves_compute_and_statistics(study):
     assert comparison["settings"]["eval_every"] == 1 and comparison["study"]["benchmark"] == "mini"
     report = (out / "report" / "report.md").read_text()
     assert "learning_curves.png" in report and "rollouts to reach" in report.lower()
+    assert "Along the learning curve" in report and "over seeds (t)" in report
     if summary["baseline_final_at_or_below_start"]:  # a random tiny model does not learn in 2 steps
         assert "say nothing" in report
     assert (out / "report" / "learning_curves.png").read_bytes().startswith(b"\x89PNG")
@@ -475,8 +530,9 @@ def test_status_shows_where_a_study_stands_unit_by_unit(study, tmp_path):
 
 
 def test_so_far_compares_the_finished_runs_of_a_study_still_running(study, tmp_path):
-    """A long study shows what it says so far: the seeds the baseline finished, the arms finished at all of
-    them, paired seed by seed; nothing runs, and the study's own comparison is left alone."""
+    """A long study shows what it says so far: seeds the baseline finished, the arms finished at all of them,
+    paired seed by seed and as many runs as that allows; nothing runs, and the study's own comparison is left
+    alone."""
     root, command, _ = study
     copy = tmp_path / "out"
     shutil.copytree(root / "out", copy)
@@ -493,6 +549,12 @@ def test_so_far_compares_the_finished_runs_of_a_study_still_running(study, tmp_p
     assert (copy / "so-far" / "report" / "report.md").read_text().startswith("# So far (4 of 6 runs)")
     assert (copy / "comparison.json").read_text() == before
     assert not (copy / "linear-online" / "seed-1" / "eval.json").exists()  # nothing was evaluated
+
+    # the baseline a seed ahead of every other arm: its newest seed waits, rather than every other arm
+    (copy / "uniform-filtered" / "seed-1" / "eval.json").unlink()
+    result = CliRunner().invoke(cli, [*partial, "--so-far"])
+    assert result.exit_code == 0, result.output
+    assert "so far: 3 of 6 runs (arms uniform-all, uniform-filtered, linear-online; seeds [0])" in result.output
 
     # the baseline's seed 1 not finished: seed 0 only, with every arm finished there
     (copy / "uniform-all" / "seed-1" / DONE).unlink()

@@ -292,7 +292,7 @@ def _shared_recipe(recipe) -> dict:
 
 
 def _print(comparison: dict) -> None:
-    from curriculum.compare import fmt_reach
+    from curriculum.compare import difference_verdict, fmt_reach
     from curriculum.reports import fmt_difference, fmt_interval
 
     print_table(["arm", "benchmark", "avg@k % [95% CI]"],
@@ -300,9 +300,11 @@ def _print(comparison: dict) -> None:
                  for benchmark, value in by_name.items()])
     for name, by_name in comparison["differences"].items():
         for benchmark, diff in by_name.items():
-            verdict = "significant" if diff["significant"] else "not significant"
+            seeds = diff.get("over_seeds")
+            over_seeds = (f"; over seeds {fmt_difference(seeds)}, t p = {seeds['p_value']:.3f}" if seeds else "")
             click.echo(f"{name} - {comparison['settings']['baseline']} on {benchmark}: {fmt_difference(diff)} "
-                       f"({verdict}, bootstrap p = {diff['p_value']:.3f})")
+                       f"(bootstrap p = {diff['p_value']:.3f}{over_seeds}): "
+                       f"{difference_verdict(diff['significant'], seeds)[0]}")
     study = comparison.get("study")
     if study:
         click.echo(f"\nrollouts to reach {study['baseline']}'s final {study['benchmark']} accuracy "

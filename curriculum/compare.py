@@ -1361,18 +1361,16 @@ def _report_differences(doc: reports.Document, comparison: dict) -> None:
 
 def difference_verdict(over_problems: bool, over_seeds: dict | None) -> tuple[str, str]:
     """(table cell, sentence): a difference counts when both intervals exclude 0, or the only one there is."""
+    if not over_problems:
+        return ("NOT significant (the interval contains 0)",
+                "not significant: this comparison cannot tell the arms apart.")
     if over_seeds is None:
-        return (("significant", "a significant difference at 95% (one seed: over problems only).") if over_problems
-                else ("NOT significant (the interval contains 0)",
-                      "not significant: this comparison cannot tell the arms apart."))
-    if over_problems and over_seeds["significant"]:
+        return "significant", "a significant difference at 95% (one seed: over problems only)."
+    if over_seeds["significant"]:
         return "significant", "a significant difference at 95%, over problems and over seeds."
-    if over_problems:
-        return ("NOT significant over seeds",
-                "significant over problems, but not over seeds: the training seeds disagree, so this is not "
-                "yet a difference between the arms.")
-    return ("NOT significant (the interval contains 0)",
-            "not significant: this comparison cannot tell the arms apart.")
+    return ("NOT significant over seeds",
+            "significant over problems, but not over seeds: the training seeds disagree, so this is not "
+            "yet a difference between the arms.")
 
 
 def _report_study(doc: reports.Document, study: dict) -> None:

@@ -450,7 +450,7 @@ def run_compare(settings: CompareSettings, *, on_event: Event | None = None,
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     _check_before_training(settings)
-    units = study_units(settings)
+    units = begun_first(settings, study_units(settings))
     if settings.workers > 1:
         from curriculum.study_workers import run_units_in_parallel
 
@@ -476,6 +476,21 @@ def study_units(settings: CompareSettings) -> list[Unit]:
     every run, seed by seed (so an interrupted study has whole seeds of every arm, not whole arms)."""
     units: list[Unit] = [(BASE, None)] if settings.eval_base else []
     return units + [(arm.name, seed) for seed in settings.seeds for arm in settings.arms]
+
+
+def begun_first(settings: CompareSettings, units: list[Unit]) -> list[Unit]:
+    """`units` with the ones already begun (a run with metrics or a checkpoint, an evaluation with a journal)
+    moved to the front, in their order: a study resumed after an arm or seed was added finishes the runs it
+    had started before it starts new ones."""
+
+    def begun(unit: Unit) -> bool:
+        name, seed = unit
+        if name == BASE:
+            return journal_path_for(Path(settings.out) / BASE / FINAL_EVAL).exists()
+        directory = arm_dir(Path(settings.out), name, seed)
+        return (directory / METRICS).exists() or any(directory.glob("checkpoint-*"))
+
+    return sorted(units, key=lambda unit: not begun(unit))
 
 
 def run_unit(settings: CompareSettings, unit: Unit, jobs: StudyJobs) -> None:

@@ -25,6 +25,7 @@ from curriculum.compare import (
     CompareError,
     CompareSettings,
     arm_compute,
+    begun_first,
     bootstrap_curves,
     first_crossing,
     fmt_reach,
@@ -32,6 +33,7 @@ from curriculum.compare import (
     rollouts_to_reach,
     run_compare,
     study_json,
+    study_units,
     write_compare_report,
 )
 from curriculum.evaluation import EvalSettings
@@ -615,3 +617,18 @@ def test_the_committed_study_file_loads_and_has_the_issue_s_power():
     assert settings["baseline"] == "uniform-all" and settings["eval"]["samples"] >= 4
     assert settings["primary"] == "heldout" and "gsm8k:100" in settings["benchmarks"]
     assert settings["workers"] == 2  # two runs at once, one core each
+
+
+def test_a_resumed_study_finishes_the_runs_it_began_before_starting_new_ones(tiny_buckets, tiny_model_dir, tmp_path):
+    """After an arm is added to a study, the run that was half-trained goes first, not after the new arm's
+    earlier seeds: the study's existing arms finish (and can be compared) as soon as possible."""
+    root, bench = tiny_buckets
+    settings = _settings(root, bench, tiny_model_dir, out=str(tmp_path / "out"), seeds=[0, 1])
+    units = study_units(settings)
+    assert begun_first(settings, units) == units  # nothing begun: the planned order, seed by seed
+    (tmp_path / "out" / "uniform" / "seed-1" / "checkpoint-1").mkdir(parents=True)
+    (tmp_path / "out" / "linear" / "seed-1").mkdir(parents=True)
+    (tmp_path / "out" / "linear" / "seed-1" / "metrics.jsonl").write_text('{"step": 1}\n')
+    reordered = begun_first(settings, units)
+    assert reordered[:2] == [("linear", 1), ("uniform", 1)]
+    assert reordered[2:] == [unit for unit in units if unit not in reordered[:2]]

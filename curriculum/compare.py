@@ -1076,7 +1076,7 @@ def study_statistics(settings: CompareSettings, runs: list[dict], accuracy: dict
             "scoring_rollouts": int(offsets[name]),
             "total_rollouts": int(train_rollouts + offsets[name]),
             "rollouts_to_reach_baseline": reach[name],
-            **_zero_advantage_summary(per_run[name]),
+            **_zero_advantage_summary(per_run[name], confidence=conf),
             "difference_curve": None if name == settings.baseline else _difference_curve(
                 curves[name], curves[settings.baseline], draws[name] - draws[settings.baseline], steps, conf),
             "curve": {
@@ -1143,19 +1143,29 @@ def _arm_curve(settings: CompareSettings, out: Path, arm: Arm, primary: str, bas
     return ids, np.asarray(seeds)
 
 
-def _zero_advantage_summary(rows: list[dict]) -> dict:
-    """The share of zero-advantage groups of one arm: mean over training (pooled and per seed) and the curve
-    averaged over its seeds at the steps every seed logged."""
-    shares, share_curves = [], []
+def _zero_advantage_summary(rows: list[dict], *, phases: int = 3, confidence: float = 0.95) -> dict:
+    """The share of zero-advantage groups of one arm (the mechanism a curriculum works through): the mean over
+    training, pooled with a Student-t interval over seeds and per seed; the mean of each `phases`-th of
+    training (early, middle, late) over seeds; and the curve averaged over its seeds at the steps every seed
+    logged."""
+    shares, share_curves, by_phase = [], [], []
     for row in rows:
         share_steps, values = zero_advantage(Path(row["dir"]))
         if values:
             shares.append(float(np.mean(values)))
             share_curves.append(dict(zip(share_steps, values, strict=True)))
     common = sorted(set.intersection(*(set(c) for c in share_curves))) if share_curves else []
+    if len(common) >= phases:
+        for part in np.array_split(np.asarray(common), phases):
+            per_seed = [float(np.mean([curve[step] for step in part])) for curve in share_curves]
+            by_phase.append({"steps": [int(part[0]), int(part[-1])], "share": float(np.mean(per_seed)),
+                             "per_seed": per_seed})
+    spread = seed_level_difference(shares, confidence=confidence)
     return {
         "zero_adv_share": float(np.mean(shares)) if shares else None,
+        "zero_adv_share_ci": [spread["ci_low"], spread["ci_high"]] if spread else None,
         "zero_adv_share_per_seed": shares,
+        "zero_adv_by_phase": by_phase,
         "zero_adv_curve": {"step": common, "share": [float(np.mean([c[s] for c in share_curves])) for s in common]},
     }
 
@@ -1178,6 +1188,9 @@ def study_json(comparison: dict) -> dict:
         "interval": study["interval"],
         "arms": {name: {"seeds": arm["seeds"], "per_seed": arm["per_seed"], "accuracy": arm["accuracy"],
                         "ci": arm["ci"], "zero_adv_share": arm["zero_adv_share"],
+                        "zero_adv_share_ci": arm.get("zero_adv_share_ci"),
+                        "zero_adv_share_per_seed": arm.get("zero_adv_share_per_seed"),
+                        "zero_adv_by_phase": arm.get("zero_adv_by_phase"),
                         "train_rollouts": arm["train_rollouts"], "scoring_rollouts": arm["scoring_rollouts"],
                         "total_rollouts": arm["total_rollouts"], "difference": arm["difference"],
                         "rollouts_to_reach_baseline": arm["rollouts_to_reach_baseline"], "curve": arm["curve"],
@@ -1319,6 +1332,8 @@ def write_compare_report(out: str | Path, *, into: str | Path | None = None) -> 
     if comparison.get("study"):
         _report_study(doc, comparison["study"])
     figures = _report_figures(doc, out, comparison, report_dir, k)
+    if comparison.get("study"):
+        _report_mechanism(doc, comparison["study"])
     _report_compute(doc, comparison)
     _report_harness(doc, s, harness, k)
     return reports.write_document(doc, report_dir, figures, found=[COMPARISON], missing=[])
@@ -1436,6 +1451,32 @@ def _report_study(doc: reports.Document, study: dict) -> None:
                  "from one training seed to the next).")
         doc.table(["difference", "step", "pts", "[95%] problems and seeds", "[95%] over seeds (t)", "per seed"],
                   curve_rows)
+
+
+def _report_mechanism(doc: reports.Document, study: dict) -> None:
+    """The zero-advantage share per arm: over training with its interval over seeds, per seed, by thirds of
+    training, and as a multiple of the baseline's."""
+    baseline = study["arms"][study["baseline"]]["zero_adv_share"]
+    rows, phases = [], []
+    for name, arm in study["arms"].items():
+        share = arm.get("zero_adv_share")
+        if share is None:
+            continue
+        ci = arm.get("zero_adv_share_ci")
+        by_phase = arm.get("zero_adv_by_phase") or []
+        phases = phases or [f"steps {p['steps'][0]}-{p['steps'][1]}" for p in by_phase]
+        rows.append([name, f"{share:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""),
+                     ", ".join(f"{v:.2f}" for v in arm.get("zero_adv_share_per_seed", [])),
+                     *(f"{p['share']:.2f}" for p in by_phase),
+                     f"{share / baseline:.2f}x" if baseline else "–"])
+    if not rows:
+        return
+    doc.h2("Mechanism: groups without signal")
+    doc.text("The share of GRPO groups whose completions all got the same reward: their advantage is 0 and they "
+             "add nothing to the gradient, the waste a curriculum means to cut. Mean over each run's logged "
+             "steps; the interval is a Student t over seeds; the thirds of training are means over seeds.")
+    doc.table(["arm", "share over training [95% CI, seeds]", "per seed", *phases,
+               f"vs {study['baseline']}"], rows)
 
 
 def _report_figures(doc: reports.Document, out: Path, comparison: dict, report_dir: Path, k) -> list[Path]:

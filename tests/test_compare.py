@@ -369,6 +369,7 @@ def test_study_reports_curves_compute_and_statistics(study):
     report = (out / "report" / "report.md").read_text()
     assert "learning_curves.png" in report and "rollouts to reach" in report.lower()
     assert "Along the learning curve" in report and "over seeds (t)" in report
+    assert "Mechanism: groups without signal" in report and "1.00x" in report  # the baseline against itself
     if summary["baseline_final_at_or_below_start"]:  # a random tiny model does not learn in 2 steps
         assert "say nothing" in report
     assert (out / "report" / "learning_curves.png").read_bytes().startswith(b"\x89PNG")
@@ -632,3 +633,27 @@ def test_a_resumed_study_finishes_the_runs_it_began_before_starting_new_ones(tin
     reordered = begun_first(settings, units)
     assert reordered[:2] == [("linear", 1), ("uniform", 1)]
     assert reordered[2:] == [unit for unit in units if unit not in reordered[:2]]
+
+
+def test_zero_advantage_share_by_thirds_of_training_with_an_interval_over_seeds(tmp_path):
+    """The mechanism table: each run's share averaged within early/middle/late thirds, then over seeds; the
+    run-level share gets a Student-t interval over seeds."""
+    from scipy import stats as scipy_stats
+
+    from curriculum.compare import _zero_advantage_summary
+
+    rows = []
+    for seed, shares in enumerate([[0.5, 0.5, 0.25, 0.25, 0.0, 0.0], [0.75, 0.25, 0.5, 0.5, 0.5, 0.5]]):
+        directory = tmp_path / f"seed-{seed}"
+        directory.mkdir()
+        (directory / "metrics.jsonl").write_text("".join(
+            json.dumps({"step": step, "curriculum/zero_adv_share": share}) + "\n"
+            for step, share in enumerate(shares, start=1)))
+        rows.append({"dir": str(directory)})
+    summary = _zero_advantage_summary(rows)
+    assert [phase["steps"] for phase in summary["zero_adv_by_phase"]] == [[1, 2], [3, 4], [5, 6]]
+    assert [phase["per_seed"] for phase in summary["zero_adv_by_phase"]] == [[0.5, 0.5], [0.25, 0.5], [0.0, 0.5]]
+    assert [phase["share"] for phase in summary["zero_adv_by_phase"]] == [0.5, 0.375, 0.25]
+    assert summary["zero_adv_share_per_seed"] == [0.25, 0.5] and summary["zero_adv_share"] == 0.375
+    low, high = scipy_stats.t.interval(0.95, df=1, loc=0.375, scale=scipy_stats.sem([0.25, 0.5]))
+    assert summary["zero_adv_share_ci"] == pytest.approx([low, high])

@@ -63,7 +63,7 @@ import numpy as np
 from curriculum import layout, reports
 from curriculum.evaluation import EvalSettings, bootstrap_interval, paired_bootstrap_difference
 from curriculum.layout import CONFIG, METRICS, REPORT_DIR, journal_path_for
-from curriculum.stats import seed_level_difference
+from curriculum.stats import pooled_seed_spread, seed_level_difference, seeds_for_paired_difference
 
 COMPARISON = "comparison.json"
 STUDY = "study.json"
@@ -1094,7 +1094,28 @@ def study_statistics(settings: CompareSettings, runs: list[dict], accuracy: dict
             "target_at_start": bool(base) and bool(arms) and all(
                 arm["curve"]["accuracy"][0] >= target - 1e-9 for arm in arms.values()),
             "interval": f"{100 * conf:g}% percentile bootstrap over problems and seeds, {resamples} draws",
-            "arms": arms}
+            "arms": arms, "scale_to_settle": scale_to_settle(arms, steps)}
+
+
+SETTLE_EFFECTS = (0.02, 0.03, 0.04)  # accuracy differences (2, 3, 4 points) a study of this kind might look for
+
+
+def scale_to_settle(arms: dict, steps: list[int], *, effects=SETTLE_EFFECTS, alpha: float = 0.05,
+                    power: float = 0.8) -> list[dict]:
+    """At every evaluated step after 0: how much a difference to the baseline moves with the training seed
+    (the per-seed differences of every arm, pooled) and the seeds per arm a paired t-test needs to find each
+    of `effects` at `alpha` with `power`. A null result only rules out effects its seeds could have found."""
+    rows = []
+    curves = [arm["difference_curve"] for arm in arms.values() if arm.get("difference_curve")]
+    for i, step in enumerate(steps):
+        spread = pooled_seed_spread([curve["per_seed"][i] for curve in curves]) if step else None
+        if spread is None or spread[0] == 0:
+            continue
+        rows.append({"step": step, "spread": spread[0], "df": spread[1], "alpha": alpha, "power": power,
+                     "seeds_needed": {f"{effect:g}": seeds_for_paired_difference(spread[0], effect, alpha=alpha,
+                                                                                 power=power)
+                                      for effect in effects}})
+    return rows
 
 
 def _difference_curve(ours: np.ndarray, theirs: np.ndarray, paired_draws: np.ndarray, steps: list[int],
@@ -1186,6 +1207,7 @@ def study_json(comparison: dict) -> dict:
         "baseline_final_accuracy": study["target"],
         "baseline_final_at_or_below_start": study.get("target_at_start", False),
         "interval": study["interval"],
+        "scale_to_settle": study.get("scale_to_settle"),
         "arms": {name: {"seeds": arm["seeds"], "per_seed": arm["per_seed"], "accuracy": arm["accuracy"],
                         "ci": arm["ci"], "zero_adv_share": arm["zero_adv_share"],
                         "zero_adv_share_ci": arm.get("zero_adv_share_ci"),
@@ -1334,6 +1356,7 @@ def write_compare_report(out: str | Path, *, into: str | Path | None = None) -> 
     figures = _report_figures(doc, out, comparison, report_dir, k)
     if comparison.get("study"):
         _report_mechanism(doc, comparison["study"])
+        _report_scale(doc, comparison["study"])
     _report_compute(doc, comparison)
     _report_harness(doc, s, harness, k)
     return reports.write_document(doc, report_dir, figures, found=[COMPARISON], missing=[])
@@ -1477,6 +1500,26 @@ def _report_mechanism(doc: reports.Document, study: dict) -> None:
              "steps; the interval is a Student t over seeds; the thirds of training are means over seeds.")
     doc.table(["arm", "share over training [95% CI, seeds]", "per seed", *phases,
                f"vs {study['baseline']}"], rows)
+
+
+def _report_scale(doc: reports.Document, study: dict) -> None:
+    """How many seeds would find a difference of a given size, from how much this study's differences moved
+    between seeds."""
+    rows = study.get("scale_to_settle") or []
+    if not rows:
+        return
+    effects = list(rows[0]["seeds_needed"])
+    doc.h2("What scale would settle it")
+    doc.text(f"The per-seed differences to {study['baseline']} of every arm, pooled about each arm's mean, give "
+             "the standard deviation of a difference from one training seed to the next; from it, the seeds "
+             f"per arm at which a two-sided paired t-test at {rows[0]['alpha']:g} finds a true difference of "
+             f"that size with probability {rows[0]['power']:g}. A difference this study calls not "
+             "significant is only ruled out at sizes its seeds could have found.")
+    doc.table(["step", "SD of per-seed differences, pts (df)",
+               *(f"seeds per arm for {100 * float(effect):g} pts" for effect in effects)],
+              [[row["step"], f"{100 * row['spread']:.1f} ({row['df']})",
+                *("more than 100,000" if n is None else f"{n:,}" for n in row["seeds_needed"].values())]
+               for row in rows])
 
 
 def _report_figures(doc: reports.Document, out: Path, comparison: dict, report_dir: Path, k) -> list[Path]:

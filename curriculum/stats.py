@@ -232,6 +232,48 @@ def seed_level_difference(per_seed: Sequence[float], *, confidence: float = 0.95
             "significant": bool(mean - half > 0 or mean + half < 0), "n_seeds": n}
 
 
+def pooled_seed_spread(per_seed_by_arm: Sequence[Sequence[float]]) -> tuple[float, int] | None:
+    """(standard deviation, degrees of freedom) of per-seed differences pooled over arms, each arm about its
+    own mean: how much a difference moves from one training seed to the next. None under one df."""
+    squares, df = 0.0, 0
+    for values in per_seed_by_arm:
+        values = np.asarray(values, dtype=float)
+        if values.size >= 2:
+            squares += float(((values - values.mean()) ** 2).sum())
+            df += values.size - 1
+    return (math.sqrt(squares / df), df) if df else None
+
+
+def seeds_for_paired_difference(spread: float, effect: float, *, alpha: float = 0.05, power: float = 0.8,
+                                max_seeds: int = 100_000) -> int | None:
+    """The fewest seeds per arm at which a two-sided paired t-test at `alpha` finds a true difference of
+    `effect` with probability `power`, when per-seed differences have standard deviation `spread` (None past
+    `max_seeds`): the scale a study needs before its null result means "no effect of this size".
+
+    >>> seeds_for_paired_difference(1.0, 1.0)   # an effect of one standard deviation
+    10
+    """
+    from scipy.stats import nct, t
+
+    if spread <= 0 or effect == 0:
+        raise ValueError("need spread > 0 and effect != 0")
+
+    def achieved(n: int) -> float:
+        critical = t.ppf(1 - alpha / 2, df=n - 1)
+        shift = abs(effect) / spread * math.sqrt(n)
+        return float(nct.sf(critical, n - 1, shift) + nct.cdf(-critical, n - 1, shift))
+
+    low, high = 2, 2
+    while achieved(high) < power:  # double up to a bracket, then bisect: power grows with n
+        low, high = high, high * 2
+        if high > max_seeds:
+            return None
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if achieved(middle) < power else (low, middle)
+    return low
+
+
 def fmt_interval(metric: dict | None, scale: float = 100.0) -> str:
     """'41.2 [35.0, 47.5]' from {"mean", "ci_low", "ci_high"} (percent by default).
 

@@ -370,6 +370,9 @@ def test_study_reports_curves_compute_and_statistics(study):
     assert "learning_curves.png" in report and "rollouts to reach" in report.lower()
     assert "Along the learning curve" in report and "over seeds (t)" in report
     assert "Mechanism: groups without signal" in report and "1.00x" in report  # the baseline against itself
+    assert summary["scale_to_settle"] == comparison["study"]["scale_to_settle"]
+    if summary["scale_to_settle"]:  # two seeds: the per-seed differences have a spread, unless they are equal
+        assert "What scale would settle it" in report
     if summary["baseline_final_at_or_below_start"]:  # a random tiny model does not learn in 2 steps
         assert "say nothing" in report
     assert (out / "report" / "learning_curves.png").read_bytes().startswith(b"\x89PNG")
@@ -657,3 +660,38 @@ def test_zero_advantage_share_by_thirds_of_training_with_an_interval_over_seeds(
     assert summary["zero_adv_share_per_seed"] == [0.25, 0.5] and summary["zero_adv_share"] == 0.375
     low, high = scipy_stats.t.interval(0.95, df=1, loc=0.375, scale=scipy_stats.sem([0.25, 0.5]))
     assert summary["zero_adv_share_ci"] == pytest.approx([low, high])
+
+
+def test_seeds_needed_match_the_textbook_paired_t_test_and_grow_as_the_effect_shrinks():
+    """Reference values of a two-sided paired t-test at 5% and 80% power (Cohen's tables, as G*Power gives
+    them): 10 pairs for an effect of one standard deviation, 34 for half of one."""
+    from curriculum.stats import pooled_seed_spread, seeds_for_paired_difference
+
+    assert seeds_for_paired_difference(1.0, 1.0) == 10 and seeds_for_paired_difference(2.0, 1.0) == 34
+    needed = [seeds_for_paired_difference(0.046, effect) for effect in (0.04, 0.03, 0.02)]
+    assert needed == sorted(needed) and needed[0] < needed[-1]
+    assert seeds_for_paired_difference(1.0, 0.001, max_seeds=1000) is None
+    spread, df = pooled_seed_spread([[0.01, 0.03], [0.0, 0.04, 0.02], [0.5]])  # each arm about its own mean
+    assert df == 3 and spread == pytest.approx(((0.0002 + 0.0008) / 3) ** 0.5)
+
+
+def test_scale_to_settle_pools_the_per_seed_differences_at_each_step():
+    from curriculum.compare import scale_to_settle
+    from curriculum.stats import seeds_for_paired_difference
+
+    arms = {"uniform": {"difference_curve": None},
+            "linear": {"difference_curve": {"per_seed": [[0.0, 0.0], [0.02, 0.06], [0.01, -0.03]]}},
+            "online": {"difference_curve": {"per_seed": [[0.0, 0.0], [0.04, 0.0], [0.05, 0.01]]}}}
+    rows = scale_to_settle(arms, [0, 20, 40])
+    assert [row["step"] for row in rows] == [20, 40]  # step 0 is the untrained model for every arm
+    assert rows[0]["df"] == 2 and rows[0]["spread"] == pytest.approx((4 * 0.0004 / 2) ** 0.5)
+    assert rows[1]["seeds_needed"]["0.03"] == seeds_for_paired_difference(rows[1]["spread"], 0.03)
+
+    from curriculum.compare import _report_scale
+    from curriculum.reports import Document
+
+    doc = Document("study")
+    _report_scale(doc, {"baseline": "uniform", "scale_to_settle": rows})
+    markdown = doc.to_markdown(Path("."))
+    assert "## What scale would settle it" in markdown
+    assert f"| 40 | {100 * rows[1]['spread']:.1f} (2) | {rows[1]['seeds_needed']['0.02']:,} |" in markdown

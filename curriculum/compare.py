@@ -1208,6 +1208,7 @@ def study_json(comparison: dict) -> dict:
         "baseline_final_at_or_below_start": study.get("target_at_start", False),
         "interval": study["interval"],
         "scale_to_settle": study.get("scale_to_settle"),
+        **({"so_far": comparison["so_far"]} if comparison.get("so_far") else {}),
         "arms": {name: {"seeds": arm["seeds"], "per_seed": arm["per_seed"], "accuracy": arm["accuracy"],
                         "ci": arm["ci"], "zero_adv_share": arm["zero_adv_share"],
                         "zero_adv_share_ci": arm.get("zero_adv_share_ci"),

@@ -546,9 +546,11 @@ def test_so_far_compares_the_finished_runs_of_a_study_still_running(study, tmp_p
     partial = [*command[:command.index("--out")], "--out", str(copy)]
     before = (copy / "comparison.json").read_text()
 
-    result = CliRunner().invoke(cli, [*partial, "--so-far"])
+    result = CliRunner().invoke(cli, [*partial, "--so-far", "--study-json", str(tmp_path / "interim.json")])
     assert result.exit_code == 0, result.output
     assert "so far: 4 of 6 runs (arms uniform-all, uniform-filtered; seeds [0, 1])" in result.output
+    summary = json.loads((tmp_path / "interim.json").read_text())  # marked interim, with the finished arms only
+    assert list(summary["arms"]) == ["uniform-all", "uniform-filtered"] and summary["so_far"]["runs_planned"] == 6
     interim = json.loads((copy / "so-far" / "comparison.json").read_text())
     assert [row["arm"] for row in interim["arms"]] == ["uniform-all"] * 2 + ["uniform-filtered"] * 2
     assert interim["settings"]["seeds"] == [0, 1] and "linear-online" not in interim["accuracy"]

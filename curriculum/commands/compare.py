@@ -139,7 +139,7 @@ def compare(ctx, config_path, buckets, model, schedules, baseline, steps, seeds,
         _status(settings, out)
         return
     if so_far:
-        _so_far(settings)
+        _so_far(settings, study_json)
         return
     _run(settings, out, study_json)
 
@@ -242,8 +242,9 @@ def _run(settings, out: Path, study_json: Path | None) -> None:
                f"; study: {study_json or Path(out) / lib.STUDY}")
 
 
-def _so_far(settings) -> None:
-    """--so-far: the interim comparison of the finished runs, printed and written to <out>/so-far/."""
+def _so_far(settings, study_json: Path | None) -> None:
+    """--so-far: the interim comparison of the finished runs, printed and written to <out>/so-far/ (and to
+    --study-json, marked as interim, until the whole study replaces it)."""
     from curriculum import compare as lib
 
     try:
@@ -255,6 +256,8 @@ def _so_far(settings) -> None:
                f"seeds {so_far['seeds']})")
     _print(comparison)
     click.echo(f"\nreport: {Path(settings.out) / lib.SO_FAR / 'report' / 'report.md'}")
+    if study_json:
+        click.echo(f"wrote {lib.write_study_json(comparison, study_json)}")
 
 
 def _status(settings, out: Path) -> None:

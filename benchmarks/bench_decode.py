@@ -140,6 +140,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(REPO / "reports/bench_decode"))
     args = parser.parse_args(argv)
 
+    measure_each_model("bench_decode", args, argv, measure, write_report)
+
+
+def measure_each_model(name: str, args, argv: list[str] | None, measure, write_report) -> None:
+    """The decode benchmarks' driver: the command, machine and settings in `meta`, then the trained checkpoint
+    (if any) and the untrained model measured in turn on the first held-out problems, the report rewritten after
+    each model so that a stopped run keeps what it measured."""
     import pandas as pd
     import torch
 
@@ -147,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     problems = pd.read_parquet(HELDOUT)["problem"].head(args.problems).tolist()
-    meta = {"command": "python benchmarks/bench_decode.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+    meta = {"command": f"python benchmarks/{name}.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
             "versions": versions(), "threads": args.threads, "load_average": os.getloadavg()[0],
             "problems": args.problems, "k": args.k, "max_tokens": args.max_tokens, "repeats": args.repeats}
@@ -155,9 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     models[f"{MODEL} (untrained)"] = resolve_model(MODEL)
     document = {"meta": meta, "models": {}}
     for label, path in models.items():
-        print(f"[bench_decode] {label}", flush=True)
+        print(f"[{name}] {label}", flush=True)
         document["models"][label] = measure(path, problems, args)
-        write_report(document, Path(args.out))  # after each model: a stopped run keeps what it measured
+        write_report(document, Path(args.out))
     print(Path(args.out).with_suffix(".md").read_text())
 
 

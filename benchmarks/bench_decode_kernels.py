@@ -23,19 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_decode import HELDOUT  # noqa: E402
-from bench_train import MODEL, machine, versions  # noqa: E402
+from bench_decode import measure_each_model  # noqa: E402
 
 BASELINE = "previous (baseline)"
 
@@ -150,26 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(REPO / "reports/bench_decode_kernels"))
     args = parser.parse_args(argv)
 
-    import pandas as pd
-    import torch
-
-    from curriculum.models import resolve_model
-
-    torch.set_num_threads(args.threads)
-    problems = pd.read_parquet(HELDOUT)["problem"].head(args.problems).tolist()
-    meta = {"command": "python benchmarks/bench_decode_kernels.py "
-                       + shlex.join(argv if argv is not None else sys.argv[1:]),
-            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
-            "versions": versions(), "threads": args.threads, "load_average": os.getloadavg()[0],
-            "problems": args.problems, "k": args.k, "max_tokens": args.max_tokens, "repeats": args.repeats}
-    models = {f"trained: {args.trained}": args.trained} if args.trained else {}
-    models[f"{MODEL} (untrained)"] = resolve_model(MODEL)
-    document = {"meta": meta, "models": {}}
-    for label, path in models.items():
-        print(f"[bench_decode_kernels] {label}", flush=True)
-        document["models"][label] = measure(path, problems, args)
-        write_report(document, Path(args.out))  # after each model: a stopped run keeps what it measured
-    print(Path(args.out).with_suffix(".md").read_text())
+    measure_each_model("bench_decode_kernels", args, argv, measure, write_report)
 
 
 if __name__ == "__main__":

@@ -559,16 +559,14 @@ def finished_subset(settings: CompareSettings) -> CompareSettings:
     so that the most runs are compared (on a tie, the more arms). A baseline one seed ahead of the other arms
     so leaves out its newest seed rather than every other arm."""
 
-    def finished(arm: Arm, seed: int) -> bool:
-        trained, evaluated = _run_progress(settings, arm, seed)
-        return trained and evaluated == _curve_points(settings)
-
-    baseline = settings.arm(settings.baseline)
-    baseline_seeds = [seed for seed in settings.seeds if finished(baseline, seed)]
+    points = _curve_points(settings)
+    finished = {(arm.name, seed): _run_progress(settings, arm, seed) == (True, points)  # each run's files read once
+                for arm in settings.arms for seed in settings.seeds}
+    baseline_seeds = [seed for seed in settings.seeds if finished[settings.baseline, seed]]
     candidates = []
     for count in range(1, len(baseline_seeds) + 1):
         seeds = baseline_seeds[:count]
-        arms = [arm for arm in settings.arms if all(finished(arm, seed) for seed in seeds)]
+        arms = [arm for arm in settings.arms if all(finished[arm.name, seed] for seed in seeds)]
         if len(arms) >= 2:
             candidates.append((len(arms) * count, len(arms), seeds, arms))
     if not candidates:

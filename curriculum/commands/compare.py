@@ -76,8 +76,8 @@ def _seeds(ctx, param, value: str) -> list[int]:
 @click.option("--report-only", is_flag=True, help="Only re-render the report from an existing comparison.json.")
 @click.option("--so-far", is_flag=True,
               help="A study still running: compare the runs finished so far (the seeds the baseline has finished, "
-                   "the arms finished at all of them) into <out>/so-far/ (comparison.json and report/). Runs "
-                   "nothing.")
+                   "the arms finished at all of them) into <out>/so-far/ (comparison.json and report/), and "
+                   "with --study-json its summary, marked so_far. Runs nothing.")
 @click.pass_context
 def compare(ctx, config_path, buckets, model, schedules, baseline, steps, seeds, num_generations, eval_every, scores,
             assignments, benchmarks, heldout, primary, samples, limit, eval_max_tokens, eval_temperature, eval_seed,
